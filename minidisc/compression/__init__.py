@@ -1,0 +1,1 @@
+"""Compression: importance, the sparsity map, distillation losses and the lambda schedule."""

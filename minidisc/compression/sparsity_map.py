@@ -1,0 +1,75 @@
+"""The sparsity map: for each sparsity, how many heads and neurons each layer loses.
+
+Counts are relative to the original full model, so a densified model at sparsity s can still
+be narrowed to any map entry >= s. Sparsities are numbers; JSON keys are their `%g` strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from minidisc.errors import MiniDiscError
+
+SPARSITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95)
+
+SparsityMap = dict[str, dict[str, list[int]]]
+
+
+def sparsity_key(s: float) -> str:
+    return f"{float(s):g}"
+
+
+def sparsities(smap: SparsityMap) -> list[float]:
+    """Map keys as numbers, ascending (numerically: 85 < 90 < 95, never '85' > '9')."""
+    return sorted(float(k) for k in smap)
+
+
+def num_removed(sparsity: float, total: int) -> int:
+    """round(s/100 * total), halves rounded up."""
+    return int(math.floor(sparsity / 100 * total + 0.5))
+
+
+def _removed_per_layer(importance: Sequence[torch.Tensor], sparsity: float) -> list[int]:
+    """Globally the least important units go first; count how many fall in each layer."""
+    layer_of = torch.cat([torch.full((len(imp),), i) for i, imp in enumerate(importance)])
+    values = torch.cat([imp.detach().float().cpu() for imp in importance])
+    order = torch.argsort(values, stable=True)
+    removed = layer_of[order[: num_removed(sparsity, len(values))]]
+    return torch.bincount(removed, minlength=len(importance)).tolist()
+
+
+def build_map(head_importance: Sequence[torch.Tensor], neuron_importance: Sequence[torch.Tensor],
+              levels: Sequence[float] = SPARSITIES) -> SparsityMap:
+    """Map from per-layer-normalised importances of a full (not densified) model."""
+    return {
+        sparsity_key(s): {
+            "heads": _removed_per_layer(head_importance, s),
+            "neurons": _removed_per_layer(neuron_importance, s),
+        }
+        for s in levels
+    }
+
+
+def keep_counts(config, sparsity: float) -> tuple[list[int], list[int]]:
+    """Heads and neurons each layer keeps at `sparsity`."""
+    smap = getattr(config, "sparsity_map", None)
+    if not smap:
+        raise MiniDiscError(
+            "the model is not prunable (its config has no sparsity_map): "
+            "run --mode sparsify on it first"
+        )
+    entry = smap.get(sparsity_key(sparsity))
+    if entry is None:
+        avail = ", ".join(f"{s:g}" for s in sparsities(smap))
+        raise MiniDiscError(f"sparsity {sparsity:g} is not in the sparsity map (have: {avail})")
+    heads = [config.num_attention_heads - r for r in entry["heads"]]
+    neurons = [config.intermediate_size - r for r in entry["neurons"]]
+    return heads, neurons
+
+
+def truncate_map(smap: SparsityMap, sparsity: float) -> SparsityMap:
+    """Entries at or above `sparsity`: what a model densified at `sparsity` can still reach."""
+    return {k: v for k, v in smap.items() if float(k) >= float(sparsity)}

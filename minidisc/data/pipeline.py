@@ -1,0 +1,130 @@
+"""Tokenise once, batch with dynamic padding (to the longest row of each batch).
+
+Evaluation batches are sorted by length, so little compute goes to padding; predictions are
+put back in file order afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers import (
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    PreTrainedTokenizerBase,
+)
+
+from minidisc.data.examples import PairExample, TagExample
+from minidisc.data.tasks import Task
+from minidisc.errors import MiniDiscError
+
+
+def load_tokenizer(path: str | Path, use_slow: bool = False) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(str(path), use_fast=not use_slow)
+    except (OSError, ValueError) as e:
+        raise MiniDiscError(f"{path}: cannot load a tokenizer ({type(e).__name__})") from None
+
+
+def _encode_pairs(task: Task, examples: list[PairExample], tok: PreTrainedTokenizerBase,
+                  max_length: int) -> list[dict[str, Any]]:
+    a = [e.text_a for e in examples]
+    b = [e.text_b for e in examples] if examples[0].text_b is not None else None
+    enc = tok(a, b, truncation=True, max_length=max_length)
+    feats = [{k: enc[k][i] for k in enc.keys()} for i in range(len(examples))]
+    if examples[0].label is not None:
+        for f, e in zip(feats, examples):
+            f["labels"] = float(e.label) if task.is_regression else task.labels.index(e.label)
+    return feats
+
+
+def _encode_tags(task: Task, examples: list[TagExample], tok: PreTrainedTokenizerBase,
+                 max_length: int) -> list[dict[str, Any]]:
+    """Labels on the first sub-token of each word, -100 elsewhere (ignored by loss and metric).
+
+    Sentences without gold tags get 'O' placeholders so the first sub-tokens stay marked.
+    """
+    feats = []
+    for e in examples:
+        ids, labels = [tok.cls_token_id], [-100]
+        tags = e.tags or ["O"] * len(e.words)
+        for word, tag in zip(e.words, tags):
+            pieces = tok.encode(word, add_special_tokens=False) or [tok.unk_token_id]
+            if len(ids) + len(pieces) > max_length - 1:
+                break  # words past the limit are predicted 'O'
+            ids += pieces
+            labels += [task.labels.index(tag)] + [-100] * (len(pieces) - 1)
+        ids.append(tok.sep_token_id)
+        labels.append(-100)
+        feats.append({"input_ids": ids, "token_type_ids": [0] * len(ids),
+                      "attention_mask": [1] * len(ids), "labels": labels})
+    return feats
+
+
+@dataclass
+class Split:
+    """One tokenised split: examples (for metrics and output files) and their features."""
+
+    name: str
+    examples: list
+    features: list[dict[str, Any]]
+
+    @property
+    def has_labels(self) -> bool:
+        first = self.examples[0]
+        return (first.tags if isinstance(first, TagExample) else first.label) is not None
+
+
+def load_split(task: Task, data_dir: str | Path, split: str, tok: PreTrainedTokenizerBase,
+               max_length: int) -> Split:
+    examples = task.read(data_dir, split)
+    encode = _encode_tags if task.is_ner else _encode_pairs
+    return Split(split, examples, encode(task, examples, tok, max_length))
+
+
+class _Features(Dataset):
+    def __init__(self, features: list[dict[str, Any]]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.features[i]
+
+
+class _ByLength(Sampler[int]):
+    def __init__(self, features: list[dict[str, Any]]):
+        self.order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def collator(task: Task, tok: PreTrainedTokenizerBase):
+    if task.is_ner:
+        return DataCollatorForTokenClassification(tok, return_tensors="pt")
+    return DataCollatorWithPadding(tok, return_tensors="pt")
+
+
+def train_loader(split: Split, task: Task, tok: PreTrainedTokenizerBase, batch_size: int,
+                 seed: int, sampler: Sampler | None = None) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(_Features(split.features), batch_size=batch_size,
+                      shuffle=sampler is None, sampler=sampler, generator=generator,
+                      collate_fn=collator(task, tok), drop_last=False)
+
+
+def eval_loader(split: Split, task: Task, tok: PreTrainedTokenizerBase,
+                batch_size: int) -> DataLoader:
+    """Length-sorted batches; `loader.sampler.order[k]` is the file row of the k-th output."""
+    return DataLoader(_Features(split.features), batch_size=batch_size,
+                      sampler=_ByLength(split.features), collate_fn=collator(task, tok))

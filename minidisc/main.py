@@ -1,0 +1,57 @@
+"""Parse and check flags, prepare data and models, run the mode in a staging folder."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from minidisc.errors import MiniDiscError
+
+logger = logging.getLogger("minidisc")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", level=logging.INFO)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def execute(argv: Sequence[str] | None = None) -> dict:
+    """Run one mode; raise MiniDiscError on bad input. Returns the results record."""
+    from minidisc.cli import parse_args
+    from minidisc.modes import MODES
+    from minidisc.modes.common import prepare
+    from minidisc.training.outputs import RESULTS, RunFolder, write_json
+
+    args = parse_args(argv)
+    if args.mode not in MODES:
+        raise MiniDiscError(f"--mode {args.mode} is not implemented yet")
+    ctx = prepare(args)
+    with RunFolder(ctx.run_dir, ctx.rt.is_main) as folder:
+        results = MODES[args.mode](ctx, folder)
+        results = {"mode": args.mode, "task": args.task_name,
+                   "selection_metric": args.selection_metric, **results,
+                   "wall_time_s": time.perf_counter() - ctx.started,
+                   "args": vars(args)}
+        if ctx.rt.is_main:
+            write_json(folder / RESULTS, results)
+    if ctx.rt.is_main:
+        logger.info("results in %s", ctx.run_dir / RESULTS)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _configure_logging()
+    try:
+        execute(argv)
+    except MiniDiscError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,338 @@
+"""A BERT whose attention heads and FFN neurons can be masked, reordered, narrowed and densified.
+
+Parameter names are those of transformers' `BertModel`, so any BERT checkpoint loads into it
+and its checkpoints load back into plain `BertModel`-based classes when not densified.
+Per-layer widths live in the config (`layer_heads`, `layer_neurons`), so a densified model with
+ragged layers round-trips through `save_pretrained`/`from_pretrained`.
+
+Narrowing keeps the *first* units of each layer: `sparsify()` slices the weights in forward
+(cheap to switch, used by the sandwich), `densify()` copies the kept slices into smaller
+tensors (real speed-up). A layer left with no heads or no neurons keeps only its residual
+path plus the output bias, identically in both forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import BertConfig, BertPreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+from transformers.models.bert.modeling_bert import BertEmbeddings, BertPooler
+
+from minidisc.compression.sparsity_map import keep_counts, truncate_map
+from minidisc.errors import MiniDiscError
+
+
+def layer_widths(config: BertConfig) -> tuple[list[int], list[int]]:
+    """Heads and FFN neurons each layer physically has."""
+    n = config.num_hidden_layers
+    heads = list(getattr(config, "layer_heads", None) or [config.num_attention_heads] * n)
+    neurons = list(getattr(config, "layer_neurons", None) or [config.intermediate_size] * n)
+    return heads, neurons
+
+
+def _slice_linear(linear: nn.Linear, rows: int | None = None, cols: int | None = None) -> nn.Linear:
+    """A new Linear holding the first `rows` outputs / first `cols` inputs of `linear`."""
+    w = linear.weight[: rows if rows is not None else None, : cols if cols is not None else None]
+    b = linear.bias[:rows] if rows is not None else linear.bias
+    new = torch.nn.utils.skip_init(nn.Linear, w.shape[1], w.shape[0], device=w.device,
+                                   dtype=w.dtype)
+    with torch.no_grad():
+        new.weight.copy_(w)
+        new.bias.copy_(b)
+    return new
+
+
+class SparseBertSelfAttention(nn.Module):
+    def __init__(self, config: BertConfig, num_heads: int):
+        super().__init__()
+        self.head_size = config.hidden_size // config.num_attention_heads
+        self.num_heads = num_heads
+        width = num_heads * self.head_size
+        self.query = nn.Linear(config.hidden_size, width)
+        self.key = nn.Linear(config.hidden_size, width)
+        self.value = nn.Linear(config.hidden_size, width)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, heads: int,
+                head_mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, _ = x.shape
+        w = heads * self.head_size
+        if heads == 0:
+            return x.new_zeros(b, t, 0)
+
+        def proj(lin: nn.Linear) -> torch.Tensor:
+            y = F.linear(x, lin.weight[:w], lin.bias[:w])
+            return y.view(b, t, heads, self.head_size).transpose(1, 2)
+
+        ctx = F.scaled_dot_product_attention(
+            proj(self.query), proj(self.key), proj(self.value), attn_mask=bias,
+            dropout_p=self.dropout_p if self.training else 0.0,
+        )
+        if head_mask is not None:
+            ctx = ctx * head_mask[:heads].view(1, heads, 1, 1)
+        return ctx.transpose(1, 2).reshape(b, t, w)
+
+
+class SparseBertSelfOutput(nn.Module):
+    def __init__(self, config: BertConfig, in_width: int):
+        super().__init__()
+        self.dense = nn.Linear(in_width, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        h = F.linear(h, self.dense.weight[:, : h.shape[-1]], self.dense.bias)
+        return self.LayerNorm(self.dropout(h) + residual)
+
+
+class SparseBertAttention(nn.Module):
+    def __init__(self, config: BertConfig, num_heads: int):
+        super().__init__()
+        self.self = SparseBertSelfAttention(config, num_heads)
+        self.output = SparseBertSelfOutput(config, num_heads * self.self.head_size)
+
+
+class SparseBertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig, neurons: int):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, neurons)
+        self.act = ACT2FN[config.hidden_act]
+
+
+class SparseBertLayer(nn.Module):
+    def __init__(self, config: BertConfig, num_heads: int, neurons: int):
+        super().__init__()
+        self.attention = SparseBertAttention(config, num_heads)
+        self.intermediate = SparseBertIntermediate(config, neurons)
+        self.output = SparseBertSelfOutput(config, neurons)
+
+    @property
+    def num_heads(self) -> int:
+        return self.attention.self.num_heads
+
+    @property
+    def num_neurons(self) -> int:
+        return self.intermediate.dense.out_features
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, heads: int, neurons: int,
+                head_mask: torch.Tensor | None, neuron_mask: torch.Tensor | None) -> torch.Tensor:
+        ctx = self.attention.self(x, bias, heads, head_mask)
+        x = self.attention.output(ctx, x)
+        inter = self.intermediate.dense
+        h = self.intermediate.act(F.linear(x, inter.weight[:neurons], inter.bias[:neurons]))
+        if neuron_mask is not None:
+            h = h * neuron_mask[:neurons]
+        return self.output(h, x)
+
+    def reorder(self, head_order: torch.Tensor, neuron_order: torch.Tensor) -> None:
+        """Permute heads and neurons; the layer computes the same function afterwards."""
+        hs = self.attention.self.head_size
+        rows = (head_order.view(-1, 1) * hs + torch.arange(hs, device=head_order.device)).view(-1)
+        with torch.no_grad():
+            for lin in (self.attention.self.query, self.attention.self.key,
+                        self.attention.self.value):
+                lin.weight.copy_(lin.weight[rows])
+                lin.bias.copy_(lin.bias[rows])
+            out = self.attention.output.dense
+            out.weight.copy_(out.weight[:, rows])
+            inter = self.intermediate.dense
+            inter.weight.copy_(inter.weight[neuron_order])
+            inter.bias.copy_(inter.bias[neuron_order])
+            self.output.dense.weight.copy_(self.output.dense.weight[:, neuron_order])
+
+    def densify(self, heads: int, neurons: int) -> None:
+        """Replace the weights with their first `heads`/`neurons` slices."""
+        att = self.attention.self
+        w = heads * att.head_size
+        att.query, att.key, att.value = (
+            _slice_linear(att.query, rows=w), _slice_linear(att.key, rows=w),
+            _slice_linear(att.value, rows=w))
+        att.num_heads = heads
+        self.attention.output.dense = _slice_linear(self.attention.output.dense, cols=w)
+        self.intermediate.dense = _slice_linear(self.intermediate.dense, rows=neurons)
+        self.output.dense = _slice_linear(self.output.dense, cols=neurons)
+
+
+class SparseBertEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        heads, neurons = layer_widths(config)
+        self.layer = nn.ModuleList(SparseBertLayer(config, h, n) for h, n in zip(heads, neurons))
+
+
+class SparseBertModel(BertPreTrainedModel):
+    """Embeddings + narrowable encoder (+ pooler); returns every hidden state."""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = SparseBertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.active: tuple[list[int], list[int]] | None = None  # virtual widths per layer
+        self.active_sparsity = float(getattr(config, "sparsity", 0) or 0)
+        self.post_init()
+
+    # --- narrowing ---------------------------------------------------------------------
+    def widths(self) -> tuple[list[int], list[int]]:
+        """The widths forward uses now (virtual if narrowed, else physical)."""
+        if self.active is not None:
+            return self.active
+        layers = self.encoder.layer
+        return [lay.num_heads for lay in layers], [lay.num_neurons for lay in layers]
+
+    def sparsify(self, sparsity: float | None) -> None:
+        """Narrow virtually to a sparsity of the map (None: back to the physical widths)."""
+        if sparsity is None:
+            self.active = None
+            self.active_sparsity = float(getattr(self.config, "sparsity", 0) or 0)
+            return
+        sparsity = float(sparsity)
+        heads, neurons = keep_counts(self.config, sparsity)
+        for i, lay in enumerate(self.encoder.layer):
+            if heads[i] > lay.num_heads or neurons[i] > lay.num_neurons:
+                raise MiniDiscError(
+                    f"sparsity {sparsity:g} is below this model's own sparsity "
+                    f"{float(self.config.sparsity):g}: cannot widen a densified model"
+                )
+        self.active = (heads, neurons)
+        self.active_sparsity = sparsity
+
+    def densify(self) -> None:
+        """Make the current virtual narrowing physical and record it in the config."""
+        if self.active is None:
+            return
+        heads, neurons = self.active
+        for lay, h, n in zip(self.encoder.layer, heads, neurons):
+            lay.densify(h, n)
+        self.config.layer_heads, self.config.layer_neurons = list(heads), list(neurons)
+        self.config.sparsity = self.active_sparsity
+        self.config.sparsity_map = truncate_map(self.config.sparsity_map, self.active_sparsity)
+        self.active = None
+
+    def reorder(self, head_importance: Sequence[torch.Tensor],
+                neuron_importance: Sequence[torch.Tensor]) -> None:
+        """Sort every layer's heads and neurons by importance, most important first."""
+        for lay, hi, ni in zip(self.encoder.layer, head_importance, neuron_importance):
+            lay.reorder(torch.argsort(hi.to(lay.intermediate.dense.weight.device),
+                                      descending=True, stable=True),
+                        torch.argsort(ni.to(lay.intermediate.dense.weight.device),
+                                      descending=True, stable=True))
+
+    # --- forward -----------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None,
+                head_mask: torch.Tensor | None = None,
+                neuron_mask: torch.Tensor | None = None,
+                ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        heads, neurons = self.widths()
+        hidden = [x]
+        for i, lay in enumerate(self.encoder.layer):
+            x = lay(x, bias, heads[i], neurons[i],
+                    None if head_mask is None else head_mask[i],
+                    None if neuron_mask is None else neuron_mask[i])
+            hidden.append(x)
+        pooled = self.pooler(x) if self.pooler is not None else None
+        return hidden, pooled
+
+
+class _SparseTaskModel(BertPreTrainedModel):
+    """Shared plumbing of the task models: narrowing goes to the encoder."""
+
+    def sparsify(self, sparsity: float | None) -> None:
+        self.bert.sparsify(sparsity)
+
+    def densify(self) -> None:
+        self.bert.densify()
+
+    def reorder(self, head_importance, neuron_importance) -> None:
+        self.bert.reorder(head_importance, neuron_importance)
+
+    @property
+    def is_prunable(self) -> bool:
+        return bool(getattr(self.config, "sparsity_map", None))
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        if labels is None:
+            return None
+        if self.config.num_labels == 1:
+            return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
+        return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1),
+                               ignore_index=-100)
+
+
+class SparseBertForSequenceClassification(_SparseTaskModel):
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = SparseBertModel(config, add_pooling_layer=True)
+        drop = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if drop is None else drop)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
+                output_hidden_states: bool = False, **_) -> SequenceClassifierOutput:
+        hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids, head_mask,
+                                   neuron_mask)
+        logits = self.classifier(self.dropout(pooled))
+        return SequenceClassifierOutput(
+            loss=self._loss(logits, labels), logits=logits,
+            hidden_states=tuple(hidden) if output_hidden_states else None)
+
+
+class SparseBertForTokenClassification(_SparseTaskModel):
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = SparseBertModel(config, add_pooling_layer=False)
+        drop = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if drop is None else drop)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
+                output_hidden_states: bool = False, **_) -> TokenClassifierOutput:
+        hidden, _ = self.bert(input_ids, attention_mask, token_type_ids, head_mask, neuron_mask)
+        logits = self.classifier(self.dropout(hidden[-1]))
+        return TokenClassifierOutput(
+            loss=self._loss(logits, labels), logits=logits,
+            hidden_states=tuple(hidden) if output_hidden_states else None)
+
+
+def encoder_params(hidden: int, head_size: int, heads: Sequence[int],
+                   neurons: Sequence[int]) -> int:
+    """Encoder parameter count for given per-layer widths (virtual narrowing included)."""
+    total = 0
+    for h, n in zip(heads, neurons):
+        w = h * head_size
+        total += 3 * (hidden * w + w) + (w * hidden + hidden) + 2 * hidden  # attention
+        total += (hidden * n + n) + (n * hidden + hidden) + 2 * hidden  # FFN
+    return total
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    """Parameters the model uses now: encoder and total (virtual narrowing counted)."""
+    total = sum(p.numel() for p in model.parameters())
+    bert = getattr(model, "bert", model)
+    physical = sum(p.numel() for p in bert.encoder.parameters())
+    if isinstance(bert, SparseBertModel):
+        cfg = bert.config
+        hs = cfg.hidden_size // cfg.num_attention_heads
+        encoder = encoder_params(cfg.hidden_size, hs, *bert.widths())
+    else:
+        encoder = physical
+    return {"encoder": encoder, "total": total - physical + encoder}
+

@@ -1,0 +1,13 @@
+"""Modes: each builds teacher, student(s) and schedule, and hands them to the shared loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from minidisc.modes import finetune, sparsify
+
+MODES: dict[str, Callable[..., dict[str, Any]]] = {
+    "finetune": finetune.run,
+    "sparsify": sparsify.run,
+}

@@ -1,0 +1,138 @@
+"""What every mode needs: the task, data, tokenizer, device, and the final report of a model.
+
+`prepare()` reads and checks everything a run needs (files, checkpoints) before any output
+folder exists, so bad input never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from minidisc.data import pipeline
+from minidisc.data.pipeline import Split
+from minidisc.data.tasks import TASKS, Task
+from minidisc.errors import MiniDiscError
+from minidisc.models import check_checkpoint, default_model_path, load_model
+from minidisc.models.sparse_bert import count_params
+from minidisc.training import evaluate as ev
+from minidisc.training.outputs import resolve_checkpoint
+from minidisc.training.runtime import Runtime, set_seed, setup
+
+logger = logging.getLogger(__name__)
+
+
+def run_name(args: argparse.Namespace) -> str:
+    """The run folder encodes model type, mode, suffix, student spec and task."""
+    spec = {
+        "distill": args.layer_or_sparsity and Path(args.layer_or_sparsity).name,
+        "maxidisc": (args.layer_or_sparsity_path or "").replace(",", "-"),
+        "minidisc": f"{args.target_sparsity:g}S_lam{args.lam:g}",
+    }.get(args.mode)
+    parts = [args.model_type, args.mode, args.model_suffix, spec, args.task_name]
+    return "_".join(p for p in parts if p)
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    task: Task
+    rt: Runtime
+    tokenizer: Any
+    teacher_path: Path
+    run_dir: Path
+    train: Split | None
+    dev: list[Split]
+    test: list[Split]
+    _loaders: dict[str, DataLoader] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def selection(self) -> str:
+        return self.args.selection_metric
+
+    def eval_loader(self, split: Split) -> DataLoader:
+        if split.name not in self._loaders:
+            self._loaders[split.name] = pipeline.eval_loader(
+                split, self.task, self.tokenizer, self.args.per_device_eval_batch_size)
+        return self._loaders[split.name]
+
+    def train_loader(self) -> DataLoader:
+        sampler = None
+        if self.rt.distributed:
+            sampler = DistributedSampler(self.train.features, num_replicas=self.rt.world_size,
+                                         rank=self.rt.rank, shuffle=True, seed=self.args.seed)
+        return pipeline.train_loader(self.train, self.task, self.tokenizer,
+                                     self.args.per_device_train_batch_size, self.args.seed,
+                                     sampler=sampler)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Metrics on the selection dev set (the first one; MNLI: matched)."""
+        return ev.evaluate(model, self.dev[0], self.eval_loader(self.dev[0]), self.task, self.rt)
+
+    def load(self, path: str | Path, flag: str, model_type: str | None = None) -> nn.Module:
+        model = load_model(model_type or self.args.model_type, path, self.task, flag)
+        return model.to(self.rt.device)
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
+
+    def report(self, model: nn.Module, folder: Path, path: str) -> dict[str, Any]:
+        """Final numbers of a saved model: every dev set, test where labelled, predictions."""
+        out: dict[str, Any] = {
+            "path": path,
+            "sparsity": float(getattr(model.config, "sparsity", 0) or 0),
+            "num_layers": model.config.num_hidden_layers,
+            "params": count_params(model),
+            "dev": {s.name: self.evaluate_split(model, s)[0] for s in self.dev},
+        }
+        for split in self.test:
+            metrics, preds = self.evaluate_split(model, split)
+            if self.args.do_test:
+                if metrics is None:
+                    logger.warning("%s has no labels: no test metric (use --do_infer)", split.name)
+                else:
+                    out.setdefault("test", {})[split.name] = metrics
+            if self.args.do_infer and self.rt.is_main:
+                written = ev.write_predictions(self.task, split, preds, folder)
+                out.setdefault("predictions", []).append(written.name)
+        return out
+
+    def evaluate_split(self, model: nn.Module, split: Split) -> tuple[dict | None, list]:
+        preds = ev.predict(model, self.eval_loader(split), self.task, self.rt)
+        return (ev.score(self.task, split, preds) if split.has_labels else None), preds
+
+
+def prepare(args: argparse.Namespace) -> Context:
+    task = TASKS[args.task_name]
+    rt = setup(args.use_cpu, args.use_fp16, args.local_rank)
+    set_seed(args.seed)
+    if args.teacher_model_path is None:
+        teacher = Path(default_model_path())
+    else:
+        teacher = check_checkpoint(resolve_checkpoint(args.teacher_model_path),
+                                   "--teacher_model_path")
+    if args.student_model_path is not None:
+        args.student_model_path = str(check_checkpoint(
+            resolve_checkpoint(args.student_model_path), "--student_model_path"))
+    tok = pipeline.load_tokenizer(teacher, args.use_slow_tokenizer)
+
+    def load(split: str) -> Split:
+        return pipeline.load_split(task, args.data_dir, split, tok, args.max_length)
+
+    train = load("train") if args.do_train and args.mode != "sparsify" else None
+    dev = [load(s) for s in task.dev_splits]
+    test = [load(s) for s in task.test_splits] if (args.do_test or args.do_infer) else []
+    if not dev[0].has_labels:
+        raise MiniDiscError(f"{task.path(args.data_dir, dev[0].name)}: dev set has no labels")
+    return Context(args=args, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
+                   run_dir=Path(args.output_dir) / run_name(args), train=train, dev=dev,
+                   test=test)

@@ -1,0 +1,50 @@
+"""Make a finetuned teacher prunable: rank, reorder, and store the sparsity map."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from minidisc.compression.importance import importance
+from minidisc.compression.sparsity_map import build_map, sparsities, sparsity_key
+from minidisc.errors import MiniDiscError
+from minidisc.models.sparse_bert import count_params
+from minidisc.modes.common import Context
+from minidisc.training.outputs import save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+def run(ctx: Context, folder: Path) -> dict[str, Any]:
+    model = ctx.load(ctx.teacher_path, "--teacher_model_path")
+    if getattr(model.config, "layer_heads", None):
+        raise MiniDiscError(
+            f"--teacher_model_path {ctx.teacher_path}: already densified at sparsity "
+            f"{float(model.config.sparsity):g}; sparsify a full finetuned model")
+    before = ctx.evaluate(model)
+    heads, neurons = importance(model, ctx.eval_loader(ctx.dev[0]), ctx.rt)
+    model.reorder(heads, neurons)
+    after = ctx.evaluate(model)
+    model.config.sparsity = 0.0
+    model.config.sparsity_map = build_map(heads, neurons)
+    table = {}
+    for s in sparsities(model.config.sparsity_map):
+        model.sparsify(s)
+        table[sparsity_key(s)] = count_params(model)
+    model.sparsify(None)
+    sel = ctx.selection
+    logger.info("dev %s before reordering %.4f, after %.4f", sel, before[sel], after[sel])
+    full = table["0"]["encoder"]
+    for s, p in table.items():
+        logger.info("sparsity %5s%%: encoder params %10d (%5.1f%% kept), total %10d",
+                    s, p["encoder"], 100 * p["encoder"] / full, p["total"])
+    save_checkpoint(model, ctx.tokenizer, folder / "model")
+    return {
+        "dev_before_reorder": before,
+        "dev_after_reorder": after,
+        "params_by_sparsity": table,
+        "importance": {"heads": [h.tolist() for h in heads],
+                       "neurons_norm": [float(n.norm()) for n in neurons]},
+        "final": ctx.report(model, folder, "model"),
+    }

@@ -1,0 +1,91 @@
+"""Prediction, metrics, and the prediction files (GLUE submission tsv, CoNLL columns)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from minidisc.data.pipeline import Split
+from minidisc.data.tasks import Task
+from minidisc.training.runtime import Runtime
+
+
+def model_inputs(batch: dict[str, torch.Tensor], rt: Runtime) -> dict[str, torch.Tensor]:
+    return {k: v.to(rt.device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, task: Task, rt: Runtime) -> list[Any]:
+    """Per example, in file order: a label id, a float (regression) or a list of tag ids."""
+    was_training = model.training
+    model.eval()
+    out: list[Any] = []
+    for batch in loader:
+        with rt.autocast():
+            logits = model(**model_inputs(batch, rt)).logits.float().cpu()
+        if task.is_ner:
+            ids = logits.argmax(-1)
+            for row, lab in zip(ids, batch["labels"]):
+                out.append(row[lab != -100].tolist())
+        elif task.is_regression:
+            out.extend(logits.view(-1).tolist())
+        else:
+            out.extend(logits.argmax(-1).tolist())
+    model.train(was_training)
+    restored: list[Any] = [None] * len(out)
+    for k, i in enumerate(loader.sampler.order):
+        restored[i] = out[k]
+    return restored
+
+
+def as_labels(task: Task, split: Split, preds: list[Any]) -> list[Any]:
+    """Predictions in the task's own vocabulary; words cut by --max_length are tagged 'O'."""
+    if task.is_ner:
+        return [[task.labels[t] for t in p] + ["O"] * (len(e.words) - len(p))
+                for p, e in zip(preds, split.examples)]
+    if task.is_regression:
+        return [min(5.0, max(0.0, float(p))) for p in preds]
+    return [task.labels[p] for p in preds]
+
+
+def score(task: Task, split: Split, preds: list[Any]) -> dict[str, float]:
+    if task.is_ner:
+        return task.metric(as_labels(task, split, preds), [e.tags for e in split.examples])
+    if task.is_regression:
+        return task.metric(preds, [float(e.label) for e in split.examples])
+    return task.metric(preds, [task.labels.index(e.label) for e in split.examples])
+
+
+def evaluate(model: nn.Module, split: Split, loader: DataLoader, task: Task,
+             rt: Runtime) -> dict[str, float]:
+    return score(task, split, predict(model, loader, task, rt))
+
+
+def write_predictions(task: Task, split: Split, preds: list[Any], folder: Path) -> Path:
+    """GLUE: the submission file (`index<TAB>prediction`); CoNLL: word, [gold,] prediction."""
+    labels = as_labels(task, split, preds)
+    if task.is_ner:
+        path = folder / f"conll_{split.name}_predictions.txt"
+        lines = []
+        for e, tags in zip(split.examples, labels):
+            gold = e.tags or [None] * len(e.words)
+            lines += [" ".join(x for x in (w, g, t) if x is not None)
+                      for w, g, t in zip(e.words, gold, tags)]
+            lines.append("")
+    else:
+        path = folder / task.submission.get(split.name, f"{task.name}_{split.name}.tsv")
+        fmt = "{:.3f}" if task.is_regression else "{}"
+        lines = ["index\tprediction"] + [f"{e.guid}\t{fmt.format(p)}"
+                                         for e, p in zip(split.examples, labels)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def mean_metrics(results: list[dict[str, float]]) -> dict[str, float]:
+    """Average of several dev sets' metrics (MNLI matched/mismatched)."""
+    return {k: float(np.mean([r[k] for r in results])) for k in results[0]}

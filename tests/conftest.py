@@ -1,0 +1,99 @@
+"""Shared fixtures: a tiny BERT checkpoint and tokenizer built in code, tiny task folders."""
+
+from __future__ import annotations
+
+import random
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizer
+
+POSITIVE = ["good", "great", "nice", "fine", "happy", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "sad", "terrible", "dull"]
+FILLER = ["the", "movie", "plot", "was", "and", "very", "a", "film", "cast", "is"]
+NER_WORDS = ["john", "paris", "acme", "visited", "works", "at", "in", "mary", "london", "corp"]
+
+
+def tiny_config(**kw) -> BertConfig:
+    base = dict(vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, max_position_embeddings=64, type_vocab_size=2,
+                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    base.update(kw)
+    return BertConfig(**base)
+
+
+def make_tiny_bert(folder: Path, layers: int = 2) -> Path:
+    """A random tiny BERT + WordPiece tokenizer that covers the fixture words."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += sorted(set(POSITIVE + NEGATIVE + FILLER + NER_WORDS))
+    vocab += list(string.ascii_lowercase + string.digits + ".,!?'\"-")
+    vocab += ["##" + c for c in string.ascii_lowercase]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizer(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(tiny_config(vocab_size=len(vocab), num_hidden_layers=layers)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def sentiment_rows(n: int, seed: int) -> list[tuple[str, int]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        words = rng.sample(FILLER, 3) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_sst2_task(data_dir: Path, name: str = "sst2", n_train: int = 96,
+                    n_dev: int = 32) -> Path:
+    """A trivially learnable SST-2-format task (the sentiment word decides the label)."""
+    folder = data_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 1), ("dev", n_dev, 2)):
+        lines = ["sentence\tlabel"] + [f"{s}\t{y}" for s, y in sentiment_rows(n, seed)]
+        (folder / f"{split}.tsv").write_text("\ufeff" + "\n".join(lines) + "\n")
+    test = ["index\tsentence"] + [f"{i}\t{s}" for i, (s, _) in enumerate(sentiment_rows(8, 3))]
+    (folder / "test.tsv").write_text("\n".join(test) + "\n")
+    return data_dir
+
+
+def write_conll_task(data_dir: Path) -> Path:
+    folder = data_dir / "conll"
+    folder.mkdir(parents=True, exist_ok=True)
+    sents = [
+        [("john", "B-PER"), ("visited", "O"), ("paris", "B-LOC")],
+        [("mary", "B-PER"), ("works", "O"), ("at", "O"), ("acme", "B-ORG"), ("corp", "I-ORG")],
+        [("the", "O"), ("film", "O"), ("is", "O"), ("in", "O"), ("london", "B-LOC")],
+    ]
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for s in sents * 4:
+        lines += [f"{w} NN B-NP {t}" for w, t in s] + [""]
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return data_dir
+
+
+@pytest.fixture
+def sst2_dir(tmp_path) -> Path:
+    return write_sst2_task(tmp_path / "data")
+
+
+@pytest.fixture
+def conll_dir(tmp_path) -> Path:
+    return write_conll_task(tmp_path / "data")
+
+
+FAST_FLAGS = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
+              "--learning_rate", "3e-3", "--log_interval", "30", "--use_cpu",
+              "--warmup_proportion", "0"]
