@@ -238,8 +238,11 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise MiniDiscError("--mode sparsify needs --teacher_model_path (a finetuned teacher)")
     if args.mode in ("sparsify",) and not args.model_type.startswith("sparsebert"):
         raise MiniDiscError("--mode sparsify needs --model_type sparsebert_cls or sparsebert_ner")
-    if not (args.do_train or args.do_test or args.do_infer) and args.mode != "sparsify":
-        args.do_train = True
+    if args.mode in ("distill", "maxidisc", "minidisc") or (
+            args.mode == "finetune" and not (args.do_test or args.do_infer)):
+        args.do_train = True  # these modes exist to train; finetune alone may only evaluate
+    if args.mode == "sparsify":
+        args.do_train = False  # importance uses the dev set only
     return args
 
 

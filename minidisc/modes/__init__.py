@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from minidisc.modes import finetune, sparsify
+from minidisc.modes import distill, finetune, maxidisc, minidisc, sparsify
 
 MODES: dict[str, Callable[..., dict[str, Any]]] = {
     "finetune": finetune.run,
     "sparsify": sparsify.run,
+    "distill": distill.run,
+    "maxidisc": maxidisc.run,
+    "minidisc": minidisc.run,
 }

@@ -24,7 +24,8 @@ from minidisc.errors import MiniDiscError
 from minidisc.models import check_checkpoint, default_model_path, load_model
 from minidisc.models.sparse_bert import count_params
 from minidisc.training import evaluate as ev
-from minidisc.training.outputs import resolve_checkpoint
+from minidisc.training.loop import Evaluation, fit
+from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
 from minidisc.training.runtime import Runtime, set_seed, setup
 
 logger = logging.getLogger(__name__)
@@ -82,11 +83,52 @@ class Context:
         model = load_model(model_type or self.args.model_type, path, self.task, flag)
         return model.to(self.rt.device)
 
+    def save(self, model: nn.Module, path: Path) -> None:
+        if self.rt.is_main:
+            save_checkpoint(model, self.tokenizer, path)
+
+    def load_teacher(self) -> tuple[nn.Module, dict[str, Any]]:
+        """The frozen teacher in eval mode, and its dev metrics for the report."""
+        teacher = self.load(self.teacher_path, "--teacher_model_path").eval()
+        teacher.requires_grad_(False)
+        info = {"path": str(self.teacher_path),
+                "sparsity": float(getattr(teacher.config, "sparsity", 0) or 0),
+                "num_layers": teacher.config.num_hidden_layers,
+                "params": count_params(teacher), "dev": self.evaluate(teacher)}
+        return teacher, info
+
+    def require_prunable(self, teacher: nn.Module) -> None:
+        if not getattr(teacher.config, "sparsity_map", None):
+            raise MiniDiscError(
+                f"--teacher_model_path {self.teacher_path}: not prunable (no sparsity map); "
+                "run --mode sparsify on it first")
+
+    def fit_best(self, model: nn.Module, compute_loss, path: Path, desc: str) -> dict[str, Any]:
+        """Train with the shared loop, keeping and saving the best dev checkpoint, and leave
+        `model` holding the best weights."""
+        best: dict[str, torch.Tensor] = {}
+
+        def evaluate(step: int) -> Evaluation:
+            metrics = self.evaluate(model)
+
+            def keep() -> None:
+                best.update({k: v.detach().to("cpu", copy=True)
+                             for k, v in model.state_dict().items()})
+                self.save(model, path)
+
+            return Evaluation(metrics[self.selection], {"dev": metrics}, keep)
+
+        result = fit(model, self.train_loader(), compute_loss, evaluate, self.args, self.rt, desc)
+        model.load_state_dict(best)
+        return result.as_dict()
+
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
 
-    def report(self, model: nn.Module, folder: Path, path: str) -> dict[str, Any]:
-        """Final numbers of a saved model: every dev set, test where labelled, predictions."""
+    def report(self, model: nn.Module, folder: Path, path: str,
+               final: bool = True) -> dict[str, Any]:
+        """Numbers of a saved model: every dev set; for the final model also the test metric
+        where labelled and the prediction files."""
         out: dict[str, Any] = {
             "path": path,
             "sparsity": float(getattr(model.config, "sparsity", 0) or 0),
@@ -94,7 +136,7 @@ class Context:
             "params": count_params(model),
             "dev": {s.name: self.evaluate_split(model, s)[0] for s in self.dev},
         }
-        for split in self.test:
+        for split in self.test if final else []:
             metrics, preds = self.evaluate_split(model, split)
             if self.args.do_test:
                 if metrics is None:
@@ -128,7 +170,7 @@ def prepare(args: argparse.Namespace) -> Context:
     def load(split: str) -> Split:
         return pipeline.load_split(task, args.data_dir, split, tok, args.max_length)
 
-    train = load("train") if args.do_train and args.mode != "sparsify" else None
+    train = load("train") if args.do_train else None
     dev = [load(s) for s in task.dev_splits]
     test = [load(s) for s in task.test_splits] if (args.do_test or args.do_infer) else []
     if not dev[0].has_labels:

@@ -29,7 +29,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Evaluation:
-    """What a mode reports at an evaluation: the score to maximise and how to save."""
+    """What a mode reports at an evaluation: the score to maximise and how to keep the model.
+
+    `save` runs on every process when the score is the best so far (each keeps the model in
+    memory; only the main process writes files)."""
 
     score: float
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -106,7 +109,7 @@ def fit(model: nn.Module, loader: DataLoader, compute_loss: Callable[[dict], tor
                 history.append({"step": step, "score": ev.score, **ev.metrics})
                 if ev.score > best:
                     best, best_step = ev.score, step
-                    if ev.save is not None and rt.is_main:
+                    if ev.save is not None:
                         ev.save()
                 bar.write(f"step {step}: score {ev.score:.4f} (best {best:.4f} at {best_step})")
                 if step - best_step >= patience:

@@ -1,0 +1,30 @@
+"""The lambda-tradeoff schedule: pick the teacher assistant without a trial distillation.
+
+A pure function, so it can be reused and tested on its own: given the best dev metric seen
+at each candidate sparsity, choose s maximising metric(s) + lambda * s / 100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def tradeoff(metric: float, sparsity: float, lam: float) -> float:
+    return metric + lam * float(sparsity) / 100
+
+
+def choose_sparsity(best: Mapping[float | str, float], teacher_sparsity: float, target: float,
+                    lam: float, is_final: bool) -> float:
+    """The sparsity to keep: the target on the final iteration, else the best tradeoff among
+    candidates between the teacher's sparsity and the target (ties go to the sparser one).
+
+    Sparsities are compared as numbers ('85' < '9' as strings, never here).
+    """
+    target = float(target)
+    if is_final:
+        return target
+    eligible = {float(s): m for s, m in best.items()
+                if float(teacher_sparsity) <= float(s) <= target}
+    if not eligible:
+        return target
+    return max(eligible, key=lambda s: (tradeoff(eligible[s], s, lam), s))

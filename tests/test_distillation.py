@@ -1,0 +1,291 @@
+"""distill, maxidisc, minidisc and the lambda schedule on tiny fixtures; inference files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import FAST_FLAGS, tiny_config, write_conll_task, write_sst2_task
+
+from minidisc.compression.losses import align_layers, distill_loss
+from minidisc.compression.schedule import choose_sparsity, tradeoff
+from minidisc.compression.sparsity_map import build_map, sparsities
+from minidisc.main import execute, main
+from minidisc.models.sparse_bert import SparseBertForSequenceClassification
+from minidisc.modes.minidisc import candidates, sandwich_loss
+
+# --- the schedule -----------------------------------------------------------------------
+
+
+def test_lambda_zero_picks_best_metric():
+    best = {50: 0.80, 60: 0.85, 70: 0.84, 80: 0.70, 90: 0.60}
+    assert choose_sparsity(best, 0, 90, 0.0, is_final=False) == 60
+
+
+def test_large_lambda_picks_target():
+    best = {50: 0.80, 60: 0.85, 70: 0.84, 80: 0.70, 90: 0.60}
+    assert choose_sparsity(best, 0, 90, 10.0, is_final=False) == 90
+
+
+def test_default_lambda_tradeoff():
+    best = {50: 0.80, 60: 0.81, 70: 0.80, 80: 0.79, 90: 0.70}
+    # scores: 0.90, 0.93, 0.94, 0.95, 0.88
+    assert choose_sparsity(best, 0, 90, 0.2, is_final=False) == 80
+    assert tradeoff(0.79, 80, 0.2) == pytest.approx(0.95)
+
+
+def test_sparsities_compare_as_numbers():
+    best = {"85": 0.80, "9": 0.80, "90": 0.50}
+    # as strings "9" > "85"; as numbers 85 > 9 and wins the tie-free tradeoff
+    assert choose_sparsity(best, 0, 90, 0.2, is_final=False) == 85
+    assert candidates({"9": {}, "85": {}, "90": {}, "95": {}}, 0, 0, 90) == [9, 85, 90]
+
+
+def test_candidates_below_teacher_excluded_and_final_forced():
+    best = {50: 0.99, 60: 0.5, 70: 0.6, 80: 0.6, 90: 0.1}
+    assert choose_sparsity(best, 60, 90, 0.2, is_final=False) == 80
+    assert choose_sparsity(best, 0, 90, 0.2, is_final=True) == 90
+    smap = {k: {} for k in ("0", "10", "50", "60", "70", "80", "85", "90", "95")}
+    assert candidates(smap, 0, 50, 90) == [50, 60, 70, 80, 85, 90]
+    assert candidates(smap, 70, 50, 90) == [70, 80, 85, 90]
+
+
+# --- losses -----------------------------------------------------------------------------
+
+
+def test_layer_alignment_for_any_depths():
+    assert align_layers(12, 12) == [(0, 0), (2, 2), (4, 4), (6, 6), (8, 8), (10, 10), (12, 12)]
+    assert align_layers(4, 6) == [(0, 0), (1, 2), (2, 3), (3, 4), (4, 6)]
+    assert align_layers(4, 12) == [(0, 0), (1, 3), (2, 6), (3, 9), (4, 12)]
+    assert align_layers(3, 6) == [(0, 0), (1, 2), (2, 4), (3, 6)]
+    for s, t in ((4, 6), (4, 12), (3, 6), (6, 6), (1, 12)):
+        pairs = align_layers(s, t)
+        assert pairs[0] == (0, 0) and pairs[-1] == (s, t)
+
+
+def _prunable_pair():
+    torch.manual_seed(0)
+    teacher = SparseBertForSequenceClassification(tiny_config(num_labels=2)).eval()
+    g = torch.Generator().manual_seed(1)
+    heads = [torch.rand(4, generator=g) for _ in range(2)]
+    neurons = [torch.rand(64, generator=g) for _ in range(2)]
+    teacher.reorder(heads, neurons)
+    teacher.config.sparsity = 0.0
+    teacher.config.sparsity_map = build_map(heads, neurons)
+    student = SparseBertForSequenceClassification(teacher.config).eval()
+    student.load_state_dict(teacher.state_dict())
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return teacher, student
+
+
+def test_sandwich_loss_is_mean_of_per_sparsity_losses():
+    teacher, student = _prunable_pair()
+    ids = torch.randint(5, 60, (4, 7))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "token_type_ids": torch.zeros_like(ids), "labels": torch.tensor([0, 1, 1, 0])}
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+
+    def loss(s, t, b):
+        return distill_loss(s, t, b, temperature=1.0, regression=False, token_level=False,
+                            use_labels=False)
+
+    cands = [50.0, 70.0, 90.0]
+    total = sandwich_loss(student, teacher, batch, cands, loss)
+    with torch.no_grad():
+        t_out = teacher(**inputs, output_hidden_states=True)
+        each = []
+        for s in cands:
+            student.sparsify(s)
+            each.append(loss(student(**inputs, output_hidden_states=True), t_out, batch))
+        student.sparsify(None)
+    assert total.item() == pytest.approx(torch.stack(each).mean().item(), rel=1e-6)
+    assert len({round(x.item(), 6) for x in each}) == 3
+    total.backward()
+    assert student.bert.encoder.layer[0].attention.self.query.weight.grad is not None
+
+
+def test_distill_loss_zero_for_identical_models():
+    teacher, _ = _prunable_pair()
+    ids = torch.randint(5, 60, (2, 5))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "token_type_ids": torch.zeros_like(ids), "labels": torch.tensor([0, 1])}
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        out = teacher(**inputs, output_hidden_states=True)
+        reg = distill_loss(out, out, batch, temperature=1.0, regression=True,
+                           token_level=False, use_labels=False)
+    assert reg.item() == pytest.approx(0.0, abs=1e-7)
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+def _run(*args):
+    return execute([*args, *FAST_FLAGS])
+
+
+@pytest.fixture(scope="module")
+def prunable(tiny_bert, tmp_path_factory):
+    """A tiny teacher finetuned and sparsified on the sentiment fixture."""
+    root = tmp_path_factory.mktemp("distill")
+    data = write_sst2_task(root / "data")
+    out = root / "out"
+    common = ["--task_name", "sst2", "--data_dir", str(data), "--output_dir", str(out)]
+    _run("--mode", "finetune", *common, "--teacher_model_path", str(tiny_bert),
+         "--num_train_epochs", "30")
+    _run("--mode", "sparsify", *common, "--teacher_model_path",
+         str(out / "sparsebert_cls_finetune_sst2"))
+    return root, common, out / "sparsebert_cls_sparsify_sst2"
+
+
+def test_minidisc_two_iterations(prunable):
+    root, common, teacher = prunable
+    res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
+               "--num_train_epochs", "2", "--log_interval", "4", "--lam", "0.2")
+    run = root / "out" / "sparsebert_cls_minidisc_90S_lam0.2_sst2"
+    saved = json.loads((run / "results.json").read_text())
+    its = saved["iterations"]
+    assert its[0]["candidates"] == ["50", "60", "70", "80", "85", "90"]
+    ta = its[0]["chosen"]
+    assert 50 <= ta <= 90 and saved["teacher_assistants"] == ([ta] if ta != 90 else [])
+    best = {float(k): v for k, v in its[0]["best_metric"].items()}
+    assert ta == choose_sparsity(best, 0, 90, 0.2, is_final=False)
+    paths = [run / it["path"] for it in its]
+    models = [SparseBertForSequenceClassification.from_pretrained(p) for p in paths]
+    teacher_params = saved["teacher"]["params"]["encoder"]
+    assert models[0].config.sparsity == ta
+    assert sum(p.numel() for p in models[0].bert.encoder.parameters()) < teacher_params
+    assert models[-1].config.sparsity == 90
+    assert saved["final"]["sparsity"] == 90 and saved["final"]["path"] == its[-1]["path"]
+    if ta != 90:
+        assert len(its) == 2 and its[1]["teacher_sparsity"] == ta
+        assert its[1]["candidates"][0] == f"{ta:g}"
+        assert min(sparsities(models[-1].config.sparsity_map)) == 90
+    assert res["final"]["params"]["encoder"] < teacher_params * 0.2
+
+
+@pytest.mark.parametrize("spec", ["1L", "90S"])
+def test_distill_layer_and_sparsity_students(prunable, spec):
+    root, common, teacher = prunable
+    res = _run("--mode", "distill", *common, "--teacher_model_path", str(teacher),
+               "--layer_or_sparsity", spec, "--num_train_epochs", "1", "--log_interval", "3")
+    model = SparseBertForSequenceClassification.from_pretrained(
+        root / "out" / f"sparsebert_cls_distill_{spec}_sst2" / "model")
+    if spec == "1L":
+        assert model.config.num_hidden_layers == 1
+    else:
+        assert model.config.sparsity == 90
+    assert 0 <= res["final"]["dev"]["dev"]["acc"] <= 1
+
+
+@pytest.mark.parametrize("path, expect", [("2,1L", ["2L", "1L"]), ("80,90S", ["80S", "90S"])])
+def test_maxidisc_chains_stages(prunable, path, expect):
+    root, common, teacher = prunable
+    res = _run("--mode", "maxidisc", *common, "--teacher_model_path", str(teacher),
+               "--layer_or_sparsity_path", path, "--num_train_epochs", "1",
+               "--log_interval", "3", "--model_type", "kdbert_cls")
+    assert [s["spec"] for s in res["stages"]] == expect
+    run = root / "out" / f"kdbert_cls_maxidisc_{path.replace(',', '-')}_sst2"
+    for stage in res["stages"]:
+        cfg = json.loads((run / stage["path"] / "config.json").read_text())
+        if path.endswith("S"):
+            assert cfg["sparsity"] == float(stage["spec"][:-1])
+        else:
+            assert cfg["num_hidden_layers"] == int(stage["spec"][:-1])
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("90S", "not prunable"),
+    ("7L", "the teacher has 2 layers"),
+    ("33S", "not in the sparsity map"),
+])
+def test_bad_student_specs_exit_2(prunable, tiny_bert, tmp_path, capsys, spec, message):
+    _, common, teacher = prunable
+    teacher_path = tiny_bert if spec == "90S" else teacher
+    out = tmp_path / "out"
+    args = ["--mode", "distill", *common[:4], "--output_dir", str(out), "--teacher_model_path",
+            str(teacher_path), "--layer_or_sparsity", spec, "--use_cpu"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() or not any(out.iterdir())
+
+
+# --- inference files ----------------------------------------------------------------------
+
+
+def _write_mnli(folder):
+    folder.mkdir(parents=True)
+    head = ["index", "promptID", "pairID", "genre", "s1_bp", "s2_bp", "s1_p", "s2_p",
+            "sentence1", "sentence2"]
+    labels = ["entailment", "neutral", "contradiction"]
+    rows = [(f"the film was {w}", "a movie", labels[i % 3])
+            for i, w in enumerate(["good", "bad", "dull", "great", "sad", "fine"])]
+
+    def line(i, a, b, extra):
+        return "\t".join([str(i), "1", "1", "fiction", "x", "x", "x", "x", a, b, *extra])
+
+    for split in ("train", "dev_matched", "dev_mismatched"):
+        text = ["\t".join([*head, "label1", "gold_label"])]
+        text += [line(i, a, b, [y, y]) for i, (a, b, y) in enumerate(rows)]
+        (folder / f"{split}.tsv").write_text("\n".join(text) + "\n")
+    for split in ("test_matched", "test_mismatched"):
+        text = ["\t".join(head)] + [line(i, a, b, []) for i, (a, b, _) in enumerate(rows)]
+        (folder / f"{split}.tsv").write_text("\n".join(text) + "\n")
+
+
+def _write_stsb(folder):
+    folder.mkdir(parents=True)
+    head = ["index", "genre", "filename", "year", "old_index", "source1", "source2",
+            "sentence1", "sentence2"]
+    rows = [("the film was good", "a good movie", "4.2"), ("bad", "the plot", "0.4"),
+            ("the cast", "the cast is fine", "3.0"), ("dull", "happy", "1.5")]
+
+    def line(i, a, b):
+        return "\t".join([str(i), "main", "f", "2012", "0", "none", "none", a, b])
+
+    for split in ("train", "dev"):
+        text = ["\t".join([*head, "score"])] + [line(i, a, b) + f"\t{y}"
+                                                for i, (a, b, y) in enumerate(rows)]
+        (folder / f"{split}.tsv").write_text("\n".join(text) + "\n")
+    text = ["\t".join(head)] + [line(i, a, b) for i, (a, b, _) in enumerate(rows)]
+    (folder / "test.tsv").write_text("\n".join(text) + "\n")
+
+
+@pytest.mark.parametrize("task", ["mnli", "stsb", "conll"])
+def test_infer_writes_task_files(task, tiny_bert, tmp_path):
+    data = tmp_path / "data"
+    if task == "mnli":
+        _write_mnli(data / "mnli")
+    elif task == "stsb":
+        _write_stsb(data / "stsb")
+    else:
+        write_conll_task(data)
+    out = tmp_path / "out"
+    res = _run("--mode", "finetune", "--task_name", task, "--data_dir", str(data),
+               "--output_dir", str(out), "--teacher_model_path", str(tiny_bert),
+               "--num_train_epochs", "1", "--do_train", "--do_infer", "--do_test")
+    kind = "ner" if task == "conll" else "cls"
+    run = out / f"sparsebert_{kind}_finetune_{task}"
+    if task == "mnli":
+        assert set(res["final"]["dev"]) == {"dev_matched", "dev_mismatched"}
+        for name in ("MNLI-m.tsv", "MNLI-mm.tsv"):
+            lines = (run / name).read_text().splitlines()
+            assert lines[0] == "index\tprediction" and len(lines) == 7
+            assert {x.split("\t")[1] for x in lines[1:]} <= {
+                "entailment", "neutral", "contradiction"}
+    elif task == "stsb":
+        lines = (run / "STS-B.tsv").read_text().splitlines()
+        assert lines[0] == "index\tprediction"
+        assert all(0.0 <= float(x.split("\t")[1]) <= 5.0 for x in lines[1:])
+        assert set(res["final"]["dev"]["dev"]) == {"pearson", "spearman", "corr"}
+    else:
+        assert "f1" in res["final"]["test"]["test"]
+        blocks = (run / "conll_test_predictions.txt").read_text().strip().split("\n\n")
+        assert len(blocks) == 12
+        first = blocks[0].splitlines()
+        assert [len(x.split()) for x in first] == [3, 3, 3]
+        assert first[0].split()[:2] == ["john", "B-PER"]
