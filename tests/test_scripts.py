@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "bert_scripts"
-if str(ROOT) not in sys.path:  # so `minidisc` imports however pytest is started
-    sys.path.insert(0, str(ROOT))
-
 from minidisc import cli
 from minidisc.data.tasks import TASKS
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "bert_scripts"
 
 
 def _load_generate():

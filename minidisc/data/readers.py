@@ -6,6 +6,7 @@ and files may start with a UTF-8 BOM. Every malformed row is reported with file 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def _open_lines(path: Path) -> list[str]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise MiniDiscError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    return text.splitlines()
+    # split on newlines only: str.splitlines would also break at U+2028 etc. inside sentences
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
 def read_glue(path: Path, layout: GlueLayout, labels: tuple[str, ...] | None) -> list[PairExample]:
@@ -62,7 +64,8 @@ def read_glue(path: Path, layout: GlueLayout, labels: tuple[str, ...] | None) ->
             label = cols[layout.label].strip()
             if labels is None:
                 try:
-                    float(label)
+                    if not math.isfinite(float(label)):
+                        raise ValueError
                 except ValueError:
                     raise MiniDiscError(
                         f"{path}:{lineno}: bad label {label!r}: expected a number"
