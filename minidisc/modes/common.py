@@ -94,7 +94,8 @@ class Context:
         info = {"path": str(self.teacher_path),
                 "sparsity": float(getattr(teacher.config, "sparsity", 0) or 0),
                 "num_layers": teacher.config.num_hidden_layers,
-                "params": count_params(teacher), "dev": self.evaluate(teacher)}
+                "params": count_params(teacher),
+                "dev": {self.dev[0].name: self.evaluate(teacher)}}
         return teacher, info
 
     def require_prunable(self, teacher: nn.Module) -> None:
