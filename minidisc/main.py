@@ -13,7 +13,7 @@ from minidisc.errors import MiniDiscError
 logger = logging.getLogger("minidisc")
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", level=logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -48,7 +48,7 @@ def execute(argv: Sequence[str] | None = None) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _configure_logging()
+    configure_logging()
     try:
         execute(argv)
     except MiniDiscError as e:
