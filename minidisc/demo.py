@@ -22,7 +22,7 @@ import torch
 
 from minidisc.data import pipeline
 from minidisc.data.tasks import TASKS
-from minidisc.errors import MiniDiscError
+from minidisc.errors import exit_code
 from minidisc.main import configure_logging, execute
 from minidisc.models import load_model
 
@@ -127,12 +127,7 @@ def run_demo(argv: Sequence[str] | None = None) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
-    try:
-        run_demo(argv)
-    except MiniDiscError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run_demo(argv))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Sequence
 
-from minidisc.errors import MiniDiscError
+from minidisc.errors import MiniDiscError, exit_code
 
 logger = logging.getLogger("minidisc")
 
@@ -49,9 +48,4 @@ def execute(argv: Sequence[str] | None = None) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
-    try:
-        execute(argv)
-    except MiniDiscError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: execute(argv))

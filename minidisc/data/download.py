@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from minidisc.data.tasks import TASKS
-from minidisc.errors import MiniDiscError
+from minidisc.errors import MiniDiscError, exit_code
 
 logger = logging.getLogger(__name__)
 
@@ -331,12 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing task folder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        download(args.task, args.data_dir, args.overwrite)
-    except MiniDiscError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: download(args.task, args.data_dir, args.overwrite))
 
 
 if __name__ == "__main__":
