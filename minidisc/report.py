@@ -1,0 +1,297 @@
+"""Turn finished runs into the paper's tables (markdown) and figures (PNG).
+
+    python -m minidisc.report outputs/ [more run folders or results.json ...] [--out DIR]
+
+Rows in paper order: Teacher, Distill, MaxiDisc, MiniDisc; the newest run wins a duplicate row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from minidisc.errors import MiniDiscError
+
+RESULTS = "results.json"
+MODES = ("finetune", "sparsify", "distill", "maxidisc", "minidisc")
+GROUPS = ("teacher", "distill", "maxidisc", "minidisc")  # the paper's row order
+NEEDS = {"distill": ("teacher", "student_spec"), "maxidisc": ("teacher", "path", "stages"),
+         "minidisc": ("teacher", "lam", "iterations"), "sparsify": ("params_by_sparsity",)}
+
+
+def _load(f: Path) -> dict[str, Any]:
+    try:
+        run = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise MiniDiscError(f"{f}: not a readable results.json ({e})") from None
+    if not isinstance(run, dict) or run.get("mode") not in MODES:
+        raise MiniDiscError(f"{f}: malformed results.json (no known 'mode')")
+    need = ("task", "selection_metric", "final", *NEEDS.get(run["mode"], ()))
+    missing = [k for k in need if k not in run]
+    dev = run["final"].get("dev") if isinstance(run.get("final"), dict) else None
+    if missing or not isinstance(dev, dict) or not dev:
+        what = ", ".join(missing) or "final.dev"
+        raise MiniDiscError(f"{f}: malformed results.json (missing {what})")
+    run["_file"] = str(f)
+    return run
+
+
+def collect(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every results.json under the given folders (or the given files), oldest first."""
+    files: dict[Path, None] = {}
+    for p in map(Path, paths):
+        if not p.exists():
+            raise MiniDiscError(f"{p}: no such file or folder")
+        found = [p] if p.is_file() else sorted(  # skip moved-aside and half-written runs
+            f for f in p.rglob(RESULTS)
+            if not any(".prev-" in q or ".staging" in q for q in f.relative_to(p).parts))
+        if not found:
+            raise MiniDiscError(f"{p}: no {RESULTS} found")
+        files.update((f.resolve(), None) for f in found)
+    runs = [_load(f) for f in files]
+    return sorted(runs, key=lambda r: Path(r["_file"]).stat().st_mtime)
+
+
+def _name(run: dict) -> str:
+    f = Path(run["_file"])
+    return re.sub(r"[^\w.-]+", "_", f.parent.name if f.name == RESULTS else f.stem)
+
+
+def _rows(runs: list[dict]) -> dict[str, list[dict]]:
+    """task -> rows in paper order; newest run wins each row (teacher: finetune > sparsify >
+    the teacher recorded by a distillation run)."""
+    best: dict[tuple, tuple[int, dict]] = {}
+
+    def put(key: tuple, prio: int, group: str, label: str, model: dict, wall: float | None,
+            **extra) -> None:
+        if key not in best or prio >= best[key][0]:  # runs come oldest first
+            best[key] = (prio, dict(group=group, label=label, model=model, wall=wall, **extra))
+
+    for run in runs:
+        mode, t, wall = run["mode"], run["task"], run.get("wall_time_s")
+        if mode in ("finetune", "sparsify"):
+            ft = mode == "finetune"
+            put((t, "teacher"), 1 + ft, "teacher", "Teacher", run["final"], wall if ft else None)
+        else:
+            put((t, "teacher"), 0, "teacher", "Teacher", run["teacher"], None)
+        if mode == "distill":
+            spec = Path(str(run["student_spec"])).name
+            put((t, mode, spec), 0, mode, f"Distill {spec}", run["final"], wall)
+        elif mode == "maxidisc":
+            path = str(run["path"]).replace(",", "→")
+            put((t, mode, path), 0, mode, f"MaxiDisc {path}", run["final"], wall,
+                stages=run["stages"])
+        elif mode == "minidisc":
+            tas = "→".join(f"{float(s):g}S" for s in run.get("teacher_assistants") or [])
+            label = f"MiniDisc λ={float(run['lam']):g} ({'TA ' + tas if tas else 'no TA'})"
+            put((t, mode, float(run["lam"]), run.get("target_sparsity")), 0, mode, label,
+                run["final"], wall, iterations=run["iterations"])
+    out: dict[str, list[dict]] = {}
+    for (task, *_), (_, row) in best.items():
+        out.setdefault(task, []).append(row)
+    for rows in out.values():
+        teacher = next((r["model"] for r in rows if r["group"] == "teacher"), {})
+        rows.sort(key=lambda r: (GROUPS.index(r["group"]), _x(r["model"], teacher),
+                                 -r["model"].get("num_layers", 0), r["label"]))
+    return dict(sorted(out.items()))
+
+
+def _selection(runs: list[dict], task: str) -> str:
+    return [r for r in runs if r["task"] == task][-1]["selection_metric"]  # the newest run's
+
+
+def _sel(model: dict, metric: str) -> float | None:
+    first = next(iter((model.get("dev") or {}).values()), {})
+    return first.get(metric) if isinstance(first, dict) else None
+
+
+def _x(model: dict, teacher: dict) -> float:
+    """Sparsity; a layer-dropped model is placed at the share of encoder params removed."""
+    s = float(model.get("sparsity") or 0)
+    if s == 0 and model.get("num_layers", 0) < teacher.get("num_layers", 0):
+        enc, full = (m.get("params", {}).get("encoder") for m in (model, teacher))
+        return 100 * (1 - enc / full) if enc and full else 0.0
+    return s
+
+
+def _fmt(v: Any, scale: float = 1, digits: int = 2) -> str:
+    ok = isinstance(v, (int, float)) and math.isfinite(v)
+    return f"{v * scale:.{digits}f}" if ok else "–"
+
+
+def _mega(v: Any) -> str:
+    """Millions: 2 decimals for real models, more for tiny test models."""
+    return _fmt(v, 1e-6, 2 if not isinstance(v, (int, float)) or v >= 1e5 else 4)
+
+
+def tables(runs: list[dict[str, Any]]) -> str:
+    """The markdown report: one table per task, plus sparsify's params-per-sparsity table."""
+    parts = ["# MiniDisc report", ""]
+    for task, rows in _rows(runs).items():
+        sel, cols = _selection(runs, task), []
+        for r in rows:  # the selection metric first, then every other (split, metric)
+            for split, metrics in (r["model"].get("dev") or {}).items():
+                for m in ([] if cols else [sel]) + list(metrics):
+                    cols += [] if (split, m) in cols else [(split, m)]
+        splits = {s for s, _ in cols}
+        heads = [m if len(splits) == 1 else f"{m} ({s})" for s, m in cols]
+        heads[0] = f"**{heads[0]}**"
+        t_enc = (rows[0]["model"].get("params") or {}).get("encoder")  # rows[0]: the teacher
+        parts += [f"## {task}", "",
+                  f"Dev metrics ×100 (selection metric: {sel}); params in millions; "
+                  "time = wall time of the whole run.", "",
+                  "| Method | " + " | ".join(heads) + " | Sparsity (%) | Layers | "
+                  "Encoder params (M) | Encoder (% of teacher) | Total params (M) | Time (min) |",
+                  "|---|" + "---:|" * (len(cols) + 6)]
+        for r in rows:
+            m, p = r["model"], r["model"].get("params") or {}
+            dev = m.get("dev") or {}
+            vals = [_fmt((dev.get(s) or {}).get(k), 100) for s, k in cols]
+            pct = _fmt(p.get("encoder") / t_enc, 100, 1) if t_enc and p.get("encoder") else "–"
+            parts.append(f"| {r['label']} | " + " | ".join(vals) +
+                         f" | {float(m.get('sparsity') or 0):g} | {m.get('num_layers', '–')} | "
+                         f"{_mega(p.get('encoder'))} | {pct} | {_mega(p.get('total'))}"
+                         f" | {_fmt(r['wall'], 1 / 60, 1)} |")
+        sparsify = [r for r in runs if r["task"] == task and r["mode"] == "sparsify"]
+        if sparsify:
+            sp = sparsify[-1]
+            table = sorted(sp["params_by_sparsity"].items(), key=lambda kv: float(kv[0]))
+            full = table[0][1]["encoder"] if table else 0
+            parts += ["", f"### {task}: params kept per sparsity ({_name(sp)})", "",
+                      f"Dev {sp['selection_metric']} before / after reordering: "
+                      + " / ".join(_fmt((sp.get(f"dev_{k}_reorder") or {}).get(
+                          sp["selection_metric"]), 100) for k in ("before", "after")), "",
+                      "| Sparsity (%) | Encoder params (M) | Encoder kept (%) | Total params (M) |",
+                      "|---:|---:|---:|---:|"]
+            parts += [f"| {float(s):g} | {_mega(p['encoder'])} | "
+                      f"{_fmt(p['encoder'] / full if full else None, 100, 1)} | "
+                      f"{_mega(p['total'])} |" for s, p in table]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _curve(values: dict) -> tuple[list[float], list[float]]:
+    """{sparsity key: metric} -> sparsities ascending, metric x100 (non-finite dropped)."""
+    pts = sorted((float(s), 100 * v) for s, v in values.items()
+                 if isinstance(v, (int, float)) and math.isfinite(v))
+    return [s for s, _ in pts], [v for _, v in pts]
+
+
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _tradeoff_figure(plt, run: dict, path: Path) -> None:
+    its, sel, lam = run["iterations"], run["selection_metric"], float(run["lam"])
+    fig, axes = plt.subplots(1, len(its), figsize=(max(7.5, 6.5 * len(its)), 5.2), squeeze=False)
+    for ax, it in zip(axes[0], its):
+        chosen, trade = float(it["chosen"]), _curve(it["tradeoff"])
+        hs = ax.plot(*_curve(it["best_metric"]), "o-", color="C0", label=f"best dev {sel}")
+        ax2 = ax.twinx()
+        hs += ax2.plot(*trade, "s--", color="C1", label=f"{sel} + λ·s/100")
+        ax.axvline(chosen, color="C3", ls=":", lw=1.5)
+        if chosen in trade[0]:
+            hs += ax2.plot([chosen], [trade[1][trade[0].index(chosen)]], "*", color="C3",
+                           ms=16, zorder=5, label=f"chosen: {chosen:g}S")
+        ax.set_xlabel("candidate sparsity (%)")
+        ax.set_ylabel(f"best dev {sel} (×100)", color="C0")
+        ax2.set_ylabel(f"{sel} + λ·s/100 (×100)", color="C1")
+        ax.set_title(f"iteration {it['iteration']}: teacher {float(it['teacher_sparsity']):g}S"
+                     f" → chose {chosen:g}S")
+        ax.grid(alpha=0.3)
+        ax.legend(handles=hs, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    fig.suptitle(f"{run['task']}: λ-tradeoff (λ={lam:g}, target "
+                 f"{float(run.get('target_sparsity') or 0):g}S)\n{_name(run)}", fontsize=12)
+    _save(plt, fig, path)
+
+
+def _sparsity_figure(plt, task: str, rows: list[dict], sel: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    teacher = rows[0]["model"]
+
+    def xy(models: list[dict]) -> tuple[list[float], list[float]]:
+        pts = [(_x(m, teacher), _sel(m, sel)) for m in models]
+        pts = [(x, 100 * y) for x, y in pts if isinstance(y, (int, float))]
+        return [x for x, _ in pts], [y for _, y in pts]
+
+    # marker sizes shrink along the row order so that coinciding points stay visible
+    for i, r in enumerate(rows):
+        c, ms = f"C{i % 10}", max(5, 13 - 1.5 * i)
+        if r["group"] == "teacher":
+            ax.plot(*xy([r["model"]]), "*", color="k", ms=18, label="Teacher", zorder=1)
+        elif r["group"] == "distill":
+            ax.plot(*xy([r["model"]]), "o", color=c, ms=ms, label=r["label"], zorder=2 + i)
+        elif r["group"] == "maxidisc":
+            ax.plot(*xy(r["stages"]), "s-", color=c, ms=ms, zorder=2 + i,
+                    label=f"{r['label']} (TA → student)")
+        else:
+            its = r["iterations"]
+            ax.plot(*xy(its), "D-", color=c, ms=ms, zorder=2 + i,
+                    label=r["label"])
+            ax.plot(*_curve(its[0]["best_metric"]), "--", color=c, alpha=0.7, zorder=1,
+                    label=f"{r['label']}: iter-1 best per sparsity")
+    ax.set_xlabel("sparsity (%)   [layer-dropped students: % of encoder params removed]")
+    ax.set_ylabel(f"dev {sel} (×100)")
+    ax.set_title(f"{task}: dev {sel} vs sparsity")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    _save(plt, fig, path)
+
+
+def figures(runs: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """λ-tradeoff curves per MiniDisc run and metric-vs-sparsity per task; the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "legend.fontsize": 9})
+    out, made = Path(out_dir), []
+    out.mkdir(parents=True, exist_ok=True)
+    for run in runs:
+        if run["mode"] == "minidisc" and run["iterations"]:
+            made.append(out / f"lambda_tradeoff_{run['task']}_{_name(run)}.png")
+            _tradeoff_figure(plt, run, made[-1])
+    for task, rows in _rows(runs).items():
+        made.append(out / f"metric_vs_sparsity_{task}.png")
+        _sparsity_figure(plt, task, rows, _selection(runs, task), made[-1])
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m minidisc.report",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="+", help="run folders (searched recursively) or results.json")
+    ap.add_argument("--out", type=Path, help="where report.md and figures go "
+                    "(default: <first path's folder>/report)")
+    args = ap.parse_args(argv)
+    try:
+        runs = collect(args.paths)
+        first = Path(args.paths[0])
+        out = args.out or (first if first.is_dir() else first.parent) / "report"
+        md = tables(runs)
+        pngs = figures(runs, out)
+        md += "\n## Figures\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
+        (out / "report.md").write_text(md, encoding="utf-8")
+    except MiniDiscError as e:
+        err = str(e)
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as e:
+        err = f"malformed results or unwritable --out ({type(e).__name__}: {e})"
+    else:
+        print(md)
+        print(f"report and {len(pngs)} figures in {out}", file=sys.stderr)
+        return 0
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
