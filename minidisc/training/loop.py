@@ -111,7 +111,8 @@ def fit(model: nn.Module, loader: DataLoader, compute_loss: Callable[[dict], tor
                     best, best_step = ev.score, step
                     if ev.save is not None:
                         ev.save()
-                bar.write(f"step {step}: score {ev.score:.4f} (best {best:.4f} at {best_step})")
+                if rt.is_main:
+                    bar.write(f"step {step}: score {ev.score:.4f} (best {best:.4f} at {best_step})")
                 if step - best_step >= patience:
                     logger.info("early stop: no better score for %d steps", step - best_step)
                     stop = True
