@@ -1,6 +1,6 @@
 """The whole pipeline in one offline command: finetune -> sparsify -> minidisc, then a summary.
 
-    python -m minidisc.demo [--output_dir outputs/demo] [--target_sparsity 90] [--epochs 2]
+    python -m minidisc.demo [--output_dir outputs/demo] [--target_sparsity 90] [--epochs 1]
 
 Runs the shipped MiniLM on the generated demo task (datasets/demo) through the same code
 path as run.py, and ends with the teacher and student metrics, the teacher assistant chosen,
@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher_model_path", default=None, help="default: the shipped MiniLM")
     p.add_argument("--target_sparsity", type=float, default=90)
     p.add_argument("--lam", type=float, default=0.2)
-    p.add_argument("--epochs", type=float, default=2, help="epochs of each training step")
+    p.add_argument("--epochs", type=float, default=1, help="epochs of each training step")
+    p.add_argument("--trunc_sparsity", type=float, default=70,
+                   help="smallest TA candidate (fewer candidates: a faster sandwich on a CPU)")
     p.add_argument("--use_cpu", action="store_true")
     return p
 
@@ -78,6 +80,7 @@ def run_demo(argv: Sequence[str] | None = None) -> dict:
     logger.info("3/3 minidisc to %g%% sparsity", a.target_sparsity)
     md = execute(["--mode", "minidisc", *common, "--teacher_model_path", str(sp_dir),
                   "--target_sparsity", f"{a.target_sparsity:g}", "--lam", f"{a.lam:g}",
+                  "--trunc_sparsity", f"{a.trunc_sparsity:g}",
                   "--learning_rate", "1e-4"])
     md_dir = out / f"sparsebert_cls_minidisc_{a.target_sparsity:g}S_lam{a.lam:g}_{a.task_name}"
 
