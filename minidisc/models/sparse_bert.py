@@ -247,7 +247,18 @@ class SparseBertModel(BertPreTrainedModel):
 
 
 class _SparseTaskModel(BertPreTrainedModel):
-    """Shared plumbing of the task models: narrowing goes to the encoder."""
+    """Encoder + dropout + linear head; narrowing goes to the encoder."""
+
+    pooled: bool  # classify the pooled [CLS] vector (True) or every token (False)
+    output_cls: type
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.bert = SparseBertModel(config, add_pooling_layer=self.pooled)
+        drop = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if drop is None else drop)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
 
     def sparsify(self, sparsity: float | None) -> None:
         self.bert.sparsify(sparsity)
@@ -258,10 +269,6 @@ class _SparseTaskModel(BertPreTrainedModel):
     def reorder(self, head_importance, neuron_importance) -> None:
         self.bert.reorder(head_importance, neuron_importance)
 
-    @property
-    def is_prunable(self) -> bool:
-        return bool(getattr(self.config, "sparsity_map", None))
-
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
         if labels is None:
             return None
@@ -270,46 +277,29 @@ class _SparseTaskModel(BertPreTrainedModel):
         return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1),
                                ignore_index=-100)
 
-
-class SparseBertForSequenceClassification(_SparseTaskModel):
-    def __init__(self, config: BertConfig):
-        super().__init__(config)
-        self.bert = SparseBertModel(config, add_pooling_layer=True)
-        drop = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if drop is None else drop)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **_) -> SequenceClassifierOutput:
+                output_hidden_states: bool = False, **_):
         hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids, head_mask,
                                    neuron_mask)
-        logits = self.classifier(self.dropout(pooled))
-        return SequenceClassifierOutput(
-            loss=self._loss(logits, labels), logits=logits,
-            hidden_states=tuple(hidden) if output_hidden_states else None)
+        logits = self.classifier(self.dropout(pooled if self.pooled else hidden[-1]))
+        return self.output_cls(loss=self._loss(logits, labels), logits=logits,
+                               hidden_states=tuple(hidden) if output_hidden_states else None)
+
+
+class SparseBertForSequenceClassification(_SparseTaskModel):
+    """Sentence(-pair) classification or regression from the pooled [CLS] vector."""
+
+    pooled = True
+    output_cls = SequenceClassifierOutput
 
 
 class SparseBertForTokenClassification(_SparseTaskModel):
-    def __init__(self, config: BertConfig):
-        super().__init__(config)
-        self.bert = SparseBertModel(config, add_pooling_layer=False)
-        drop = config.classifier_dropout
-        self.dropout = nn.Dropout(config.hidden_dropout_prob if drop is None else drop)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
+    """Per-token tagging (NER)."""
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **_) -> TokenClassifierOutput:
-        hidden, _ = self.bert(input_ids, attention_mask, token_type_ids, head_mask, neuron_mask)
-        logits = self.classifier(self.dropout(hidden[-1]))
-        return TokenClassifierOutput(
-            loss=self._loss(logits, labels), logits=logits,
-            hidden_states=tuple(hidden) if output_hidden_states else None)
+    pooled = False
+    output_cls = TokenClassifierOutput
 
 
 def encoder_params(hidden: int, head_size: int, heads: Sequence[int],
