@@ -1,6 +1,6 @@
 """The whole pipeline in one offline command: finetune -> sparsify -> minidisc, then a summary.
 
-    python -m minidisc.demo [--output_dir outputs/demo] [--target_sparsity 90] [--epochs 1]
+    python -m minidisc.demo [--output_dir outputs/demo] [--target_sparsity 90] [--epochs 2]
 
 Runs the shipped MiniLM on the generated demo task (datasets/demo) through the same code
 path as run.py, and ends with the teacher and student metrics, the teacher assistant chosen,
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher_model_path", default=None, help="default: the shipped MiniLM")
     p.add_argument("--target_sparsity", type=float, default=90)
     p.add_argument("--lam", type=float, default=0.2)
-    p.add_argument("--epochs", type=float, default=1, help="epochs of each training step")
+    p.add_argument("--epochs", type=float, default=2, help="epochs of each training step")
     p.add_argument("--trunc_sparsity", type=float, default=70,
                    help="smallest TA candidate (fewer candidates: a faster sandwich on a CPU)")
     p.add_argument("--use_cpu", action="store_true")
