@@ -1,10 +1,11 @@
 """CPU latency of a prunable teacher: full, virtually narrowed, and densified, side by side.
 
-    python benchmarks/latency.py PRUNABLE_CHECKPOINT [--sparsity 50 90] [--batch 32] [--length 64]
+    python -m benchmarks.latency PRUNABLE_CHECKPOINT [--sparsity 50 90] [--batch 32] [--length 64]
 
 Prints milliseconds per batch and the ratios to the full model, measured interleaved in one
 run so machine noise hits every variant alike. Virtual narrowing (the sandwich's `sparsify`)
-slices weights on the fly; only `densify` gives the smaller tensors that make inference fast.
+computes with weight slices, so it already saves the FLOPs; `densify` also drops the unused
+weights, which is what makes checkpoints and memory small.
 """
 
 from __future__ import annotations
