@@ -7,7 +7,7 @@ ragged layers round-trips through `save_pretrained`/`from_pretrained`.
 
 Narrowing keeps the *first* units of each layer: `sparsify()` slices the weights in forward
 (cheap to switch, used by the sandwich), `densify()` copies the kept slices into smaller
-tensors (real speed-up). A layer left with no heads or no neurons keeps only its residual
+tensors (same FLOPs, less memory, small checkpoints). A layer left with no heads or no neurons keeps only its residual
 path plus the output bias, identically in both forms.
 """
 
