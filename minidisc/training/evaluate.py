@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -85,7 +84,3 @@ def write_predictions(task: Task, split: Split, preds: list[Any], folder: Path) 
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
-
-def mean_metrics(results: list[dict[str, float]]) -> dict[str, float]:
-    """Average of several dev sets' metrics (MNLI matched/mismatched)."""
-    return {k: float(np.mean([r[k] for r in results])) for k in results[0]}
