@@ -76,33 +76,40 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max_length", type=int, default=128, help="truncate inputs to this length")
 
     g = p.add_argument_group("training")
-    g.add_argument("--per_device_train_batch_size", type=int, default=32)
-    g.add_argument("--per_device_eval_batch_size", type=int, default=32)
-    g.add_argument("--learning_rate", type=float, default=2e-5)
-    g.add_argument("--weight_decay", type=float, default=0.01)
+    g.add_argument("--per_device_train_batch_size", type=int, default=32,
+                   help="training batch per process")
+    g.add_argument("--per_device_eval_batch_size", type=int, default=32,
+                   help="evaluation batch per process")
+    g.add_argument("--learning_rate", type=float, default=2e-5, help="peak AdamW learning rate")
+    g.add_argument("--weight_decay", type=float, default=0.01,
+                   help="AdamW weight decay (none on biases and LayerNorm)")
     g.add_argument("--log_interval", type=int, default=100, help="evaluate every N optimiser steps")
-    g.add_argument("--num_train_epochs", type=float, default=3.0)
+    g.add_argument("--num_train_epochs", type=float, default=3.0,
+                   help="epochs per training stage (fractions allowed)")
     g.add_argument(
         "--num_patience_epochs",
         type=float,
         default=2.0,
         help="stop after this many epochs (counted in steps) without a better dev score",
     )
-    g.add_argument("--num_grad_accum_steps", type=int, default=1)
+    g.add_argument("--num_grad_accum_steps", type=int, default=1,
+                   help="batches accumulated per optimiser step")
     g.add_argument(
         "--lr_scheduler_type",
         default="linear",
+        help="learning-rate schedule after warmup (transformers' get_scheduler)",
         choices=("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
                  "constant_with_warmup"),
     )
-    g.add_argument("--warmup_proportion", type=float, default=0.1)
-    g.add_argument("--max_grad_norm", type=float, default=1.0)
+    g.add_argument("--warmup_proportion", type=float, default=0.1,
+                   help="share of steps with linear warmup")
+    g.add_argument("--max_grad_norm", type=float, default=1.0, help="gradient clipping norm")
     g.add_argument(
         "--selection_metric",
         default=None,
         help="dev metric that picks the best checkpoint; default: the task's own",
     )
-    g.add_argument("--seed", type=int, default=776)
+    g.add_argument("--seed", type=int, default=776, help="random seed (data order, init)")
 
     g = p.add_argument_group("hardware")
     g.add_argument(
