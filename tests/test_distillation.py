@@ -289,3 +289,16 @@ def test_infer_writes_task_files(task, tiny_bert, tmp_path):
         first = blocks[0].splitlines()
         assert [len(x.split()) for x in first] == [3, 3, 3]
         assert first[0].split()[:2] == ["john", "B-PER"]
+
+
+@pytest.mark.parametrize("path, message", [("90,80S", "less sparse than its teacher (90S)"),
+                                           ("1,2L", "the teacher has 1 layers")])
+def test_bad_maxidisc_path_exits_2_before_training(prunable, tmp_path, capsys, path, message):
+    _, common, teacher = prunable
+    out = tmp_path / "out"
+    args = ["--mode", "maxidisc", *common[:4], "--output_dir", str(out), "--teacher_model_path",
+            str(teacher), "--layer_or_sparsity_path", path, "--use_cpu"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() or not any(out.iterdir())

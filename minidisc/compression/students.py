@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 from torch import nn
 
-from minidisc.compression.sparsity_map import keep_counts, sparsities
+from minidisc.compression.sparsity_map import keep_counts
 from minidisc.errors import MiniDiscError
 
 
@@ -29,32 +30,30 @@ def drop_layers(teacher: nn.Module, n: int) -> nn.Module:
 
 
 def narrow(teacher: nn.Module, sparsity: float) -> nn.Module:
-    """A densified copy at `sparsity`; the teacher must be prunable and not sparser."""
-    if not getattr(teacher.config, "sparsity_map", None) or not hasattr(teacher, "sparsify"):
+    """A densified copy at `sparsity` (the model's own `sparsify` rejects a sparsity that is not
+    in its map or below its own)."""
+    if not hasattr(teacher, "sparsify"):
         raise MiniDiscError(
-            f"student spec {sparsity:g}S needs a prunable teacher: run --mode sparsify on it "
-            "and use --model_type sparsebert_*")
-    own = float(getattr(teacher.config, "sparsity", 0) or 0)
-    if sparsity < own:
-        raise MiniDiscError(
-            f"student spec {sparsity:g}S is less sparse than its teacher ({own:g}S)")
-    keep_counts(teacher.config, sparsity)  # clear error when not in the map
+            f"student spec {sparsity:g}S needs a prunable teacher: use --model_type sparsebert_*")
     student = copy.deepcopy(teacher)
     student.sparsify(sparsity)
     student.densify()
     return student
 
 
-def check_spec(teacher_config, kind: str, value) -> None:
-    """Fail before training when a spec cannot be built from this teacher."""
-    if kind == "layer" and not 1 <= value <= teacher_config.num_hidden_layers:
-        raise MiniDiscError(f"student spec {value}L: the teacher has "
-                            f"{teacher_config.num_hidden_layers} layers")
-    if kind == "sparsity":
-        smap = getattr(teacher_config, "sparsity_map", None)
-        if not smap:
-            raise MiniDiscError(f"student spec {value:g}S needs a prunable teacher: "
-                                "run --mode sparsify on it first")
-        if value not in sparsities(smap):
-            avail = ", ".join(f"{s:g}" for s in sparsities(smap))
-            raise MiniDiscError(f"sparsity {value:g} is not in the sparsity map (have: {avail})")
+def check_specs(teacher_config, specs: Sequence[tuple[str, float]]) -> None:
+    """Fail before any training when a student or TA path cannot be built from this teacher:
+    depths within the teacher's and not growing, sparsities in the map and not shrinking."""
+    depth = teacher_config.num_hidden_layers
+    prev = float(getattr(teacher_config, "sparsity", 0) or 0)
+    for kind, value in specs:
+        if kind == "layer":
+            if not 1 <= value <= depth:
+                raise MiniDiscError(f"student spec {value}L: the teacher has {depth} layers")
+            depth = value
+        else:
+            keep_counts(teacher_config, value)  # not prunable / not in the map
+            if value < prev:
+                raise MiniDiscError(f"student spec {value:g}S is less sparse than its teacher "
+                                    f"({prev:g}S)")
+            prev = value

@@ -6,9 +6,9 @@ Per-layer widths live in the config (`layer_heads`, `layer_neurons`), so a densi
 ragged layers round-trips through `save_pretrained`/`from_pretrained`.
 
 Narrowing keeps the *first* units of each layer: `sparsify()` slices the weights in forward
-(cheap to switch, used by the sandwich), `densify()` copies the kept slices into smaller
-tensors (same FLOPs, less memory, small checkpoints). A layer left with no heads or no neurons keeps only its residual
-path plus the output bias, identically in both forms.
+(cheap to switch, used by the sandwich; the slices already save the FLOPs), `densify()` copies
+the kept slices into smaller tensors (less memory, small checkpoints). A layer left with no
+heads or no neurons keeps only its residual path plus the output bias, identically in both.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from minidisc.compression.students import check_specs
 from minidisc.data import pipeline
 from minidisc.data.pipeline import Split
 from minidisc.data.tasks import TASKS, Task
@@ -29,6 +30,14 @@ from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
 from minidisc.training.runtime import Runtime, set_seed, setup
 
 logger = logging.getLogger(__name__)
+
+
+REPORT_KEYS = ("path", "sparsity", "num_layers", "params", "dev", "test", "predictions")
+
+
+def report_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The `Context.report` part of a stage record (what `final` holds in results.json)."""
+    return {k: record[k] for k in REPORT_KEYS if k in record}
 
 
 def run_name(args: argparse.Namespace) -> str:
@@ -98,11 +107,15 @@ class Context:
                 "dev": {self.dev[0].name: self.evaluate(teacher)}}
         return teacher, info
 
-    def require_prunable(self, teacher: nn.Module) -> None:
-        if not getattr(teacher.config, "sparsity_map", None):
+    def check_specs(self, teacher: nn.Module, specs: list[tuple[str, float]]) -> None:
+        """Student/TA specs must be buildable from this teacher; say which checkpoint is not
+        prunable when a sparsity is asked of it."""
+        if any(kind == "sparsity" for kind, _ in specs) and not getattr(
+                teacher.config, "sparsity_map", None):
             raise MiniDiscError(
                 f"--teacher_model_path {self.teacher_path}: not prunable (no sparsity map); "
                 "run --mode sparsify on it first")
+        check_specs(teacher.config, specs)
 
     def fit_best(self, model: nn.Module, compute_loss, path: Path, desc: str) -> dict[str, Any]:
         """Train with the shared loop, keeping and saving the best dev checkpoint, and leave

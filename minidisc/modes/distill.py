@@ -10,7 +10,7 @@ from torch import nn
 
 from minidisc.cli import parse_spec
 from minidisc.compression.losses import distill_loss
-from minidisc.compression.students import check_spec, drop_layers, narrow
+from minidisc.compression.students import drop_layers, narrow
 from minidisc.modes.common import Context
 
 
@@ -65,10 +65,8 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         spec = ("path", args.student_model_path)
     else:
         spec = parse_spec(args.layer_or_sparsity)
-    if spec[0] == "sparsity":
-        ctx.require_prunable(teacher)
     if spec[0] != "path":
-        check_spec(teacher.config, *spec)
+        ctx.check_specs(teacher, [spec])
     student = build_student(ctx, teacher, spec)
     train = distill_stage(ctx, teacher, student, folder / "model", f"distill {spec[1]}")
     return {"teacher": teacher_info, "student_spec": args.layer_or_sparsity,

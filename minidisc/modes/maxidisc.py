@@ -6,18 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from minidisc.cli import parse_path
-from minidisc.compression.students import check_spec
-from minidisc.modes.common import Context
+from minidisc.modes.common import Context, report_of
 from minidisc.modes.distill import build_student, distill_stage
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
     teacher, teacher_info = ctx.load_teacher()
     path = parse_path(ctx.args.layer_or_sparsity_path)
-    if path[0][0] == "sparsity":
-        ctx.require_prunable(teacher)
-    for spec in path:
-        check_spec(teacher.config, *spec)
+    ctx.check_specs(teacher, path)
     stages = []
     for i, spec in enumerate(path, start=1):
         name = f"{spec[1]:g}{'L' if spec[0] == 'layer' else 'S'}"
@@ -28,6 +24,6 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         stages.append({"stage": i, "spec": name, "train": train,
                        **ctx.report(student, folder, ckpt, final=last)})
         teacher = student.eval().requires_grad_(False)
-    final = {k: v for k, v in stages[-1].items() if k not in ("stage", "spec", "train")}
+    final = report_of(stages[-1])
     return {"teacher": teacher_info, "path": ctx.args.layer_or_sparsity_path, "stages": stages,
             "final": final}

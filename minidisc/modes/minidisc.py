@@ -19,9 +19,8 @@ from torch import nn
 
 from minidisc.compression.schedule import choose_sparsity, tradeoff
 from minidisc.compression.sparsity_map import sparsities, sparsity_key
-from minidisc.compression.students import check_spec
 from minidisc.errors import MiniDiscError
-from minidisc.modes.common import Context
+from minidisc.modes.common import Context, report_of
 from minidisc.modes.distill import objective, teacher_forward
 from minidisc.training.loop import Evaluation, fit
 
@@ -98,7 +97,8 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path) -> tuple[nn
         "steps": train.steps,
         "wall_time_s": time.perf_counter() - started,
         "history": train.history,
-        **ctx.report(ta, folder, ckpt, final=False),
+        # the last iteration is the one that reaches the target: its report is the final one
+        **ctx.report(ta, folder, ckpt, final=kept["chosen"] == args.target_sparsity),
     }
     return ta, record
 
@@ -107,8 +107,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     args = ctx.args
     teacher, teacher_info = ctx.load_teacher()
     target = float(args.target_sparsity)
-    ctx.require_prunable(teacher)
-    check_spec(teacher.config, "sparsity", target)
+    ctx.check_specs(teacher, [("sparsity", target)])
     if target <= teacher_info["sparsity"]:
         raise MiniDiscError(f"--target_sparsity {target:g} is not above the teacher's "
                             f"sparsity {teacher_info['sparsity']:g}")
@@ -118,7 +117,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         iterations.append(record)
         if record["chosen"] == target:
             break
-    final = dict(ctx.report(teacher, folder, iterations[-1]["path"]))
+    final = report_of(iterations[-1])
     tas = [r["chosen"] for r in iterations[:-1]]
     return {"teacher": teacher_info, "lam": args.lam, "target_sparsity": target,
             "teacher_assistants": tas, "iterations": iterations, "final": final}
