@@ -10,17 +10,12 @@ import argparse
 import re
 from collections.abc import Sequence
 
+from minidisc.compression.losses import OBJECTIVES
 from minidisc.errors import MiniDiscError
 
 MODES = ("finetune", "sparsify", "distill", "maxidisc", "minidisc")
-MODEL_TYPES = (
-    "sparsebert_cls",
-    "sparsebert_ner",
-    "ftbert_cls",
-    "ftbert_ner",
-    "kdbert_cls",
-    "kdbert_ner",
-)
+MODEL_TYPES = tuple(f"{family}_{kind}" for family in ("sparsebert", "ftbert", "kdbert", "pkdbert")
+                    for kind in ("cls", "ner"))
 DATA_TYPES = ("bert_cls", "bert_ner")
 
 _LAYER_SPEC = re.compile(r"^(\d+)L$")
@@ -48,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--model_type",
         choices=MODEL_TYPES,
         default=None,
-        help="model variant; default sparsebert_cls or sparsebert_ner from --data_type",
+        help="model variant: sparsebert_* (hidden-state + soft-logit distillation), kdbert_* "
+        "(soft + label CE), pkdbert_* (patient KD), ftbert_* (label loss only, no teacher); "
+        "default sparsebert_cls or sparsebert_ner from --data_type",
     )
     g.add_argument(
         "--teacher_model_path",
@@ -80,16 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training batch per process")
     g.add_argument("--per_device_eval_batch_size", type=int, default=32,
                    help="evaluation batch per process")
-    g.add_argument("--learning_rate", type=float, default=2e-5, help="peak AdamW learning rate")
+    g.add_argument("--learning_rate", type=float, default=1e-5, help="peak AdamW learning rate")
     g.add_argument("--weight_decay", type=float, default=0.01,
                    help="AdamW weight decay (none on biases and LayerNorm)")
-    g.add_argument("--log_interval", type=int, default=100, help="evaluate every N optimiser steps")
-    g.add_argument("--num_train_epochs", type=float, default=3.0,
+    g.add_argument("--log_interval", type=int, default=1000,
+                   help="evaluate every N optimiser steps")
+    g.add_argument("--num_train_epochs", type=float, default=25.0,
                    help="epochs per training stage (fractions allowed)")
     g.add_argument(
         "--num_patience_epochs",
         type=float,
-        default=2.0,
+        default=3.0,
         help="stop after this many epochs (counted in steps) without a better dev score",
     )
     g.add_argument("--num_grad_accum_steps", type=int, default=1,
@@ -116,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--local_rank", "--local-rank", type=int, default=-1,
         help="set by torch.distributed launchers; torchrun's LOCAL_RANK also works",
     )
-    g.add_argument("--use_fp16", action="store_true", help="mixed precision (CUDA only)")
+    g.add_argument("--use_fp16", action="store_true", help="fp16 mixed precision (CUDA only)")
+    g.add_argument("--use_bf16", action="store_true",
+                   help="bf16 autocast (CPU and CUDA; no loss scaling needed)")
     g.add_argument("--use_cpu", action="store_true", help="run on the CPU even if CUDA is there")
 
     g = p.add_argument_group("what to do")
@@ -149,6 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lam", type=float, default=0.2, help="minidisc: lambda of the tradeoff")
     g.add_argument(
         "--temperature", type=float, default=1.0, help="distillation temperature T"
+    )
+    g.add_argument(
+        "--objective", choices=sorted(OBJECTIVES), default=None,
+        help="distillation loss; default from --model_type (sparsebert: sparse, kdbert: kd, "
+        "pkdbert: pkd, ftbert: ft); sparse_kd = sparse with the label loss averaged in",
+    )
+    g.add_argument(
+        "--candidates_above_target", action="store_true",
+        help="minidisc: also train and score map sparsities above the target (the "
+        "reference's sandwich); a TA chosen above the target falls back to the target",
+    )
+    g.add_argument(
+        "--sandwich_k", default="all",
+        help="minidisc: candidates trained per step: 'all', or K = the smallest and the "
+        "largest plus K others drawn at random (seeded) each step",
     )
     return p
 
@@ -238,9 +253,21 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         parse_path(args.layer_or_sparsity_path)
     if args.mode in ("distill", "maxidisc", "minidisc") and args.teacher_model_path is None:
         raise MiniDiscError(f"--mode {args.mode} needs --teacher_model_path (a finetuned teacher)")
-    if args.mode == "minidisc" and not args.model_type.startswith("sparsebert"):
+    if args.mode == "minidisc" and args.model_type.startswith("ftbert") and (
+            args.objective in (None, "ft")):
         raise MiniDiscError(
-            "--mode minidisc supports only sparsebert_* students (parameter sparsity)")
+            "--mode minidisc distils: use --model_type sparsebert_*, kdbert_* or pkdbert_* "
+            "(ftbert_* trains without a teacher)")
+    if args.sandwich_k != "all":
+        try:
+            k = int(args.sandwich_k)
+        except ValueError:
+            k = -1
+        if k < 0:
+            raise MiniDiscError(f"--sandwich_k {args.sandwich_k!r}: use 'all' or a whole "
+                                "number >= 0")
+    if args.use_fp16 and args.use_bf16:
+        raise MiniDiscError("--use_fp16 and --use_bf16 exclude each other: pick one")
     if args.mode == "sparsify" and args.teacher_model_path is None:
         raise MiniDiscError("--mode sparsify needs --teacher_model_path (a finetuned teacher)")
     if args.mode in ("sparsify",) and not args.model_type.startswith("sparsebert"):

@@ -35,9 +35,11 @@ def execute(argv: Sequence[str] | None = None) -> dict:
     ctx = prepare(args)
     with RunFolder(ctx.run_dir, ctx.rt.is_main) as folder:
         results = MODES[args.mode](ctx, folder)
+        wall = time.perf_counter() - ctx.started
         results = {"mode": args.mode, "task": args.task_name,
                    "selection_metric": args.selection_metric, **results,
-                   "wall_time_s": time.perf_counter() - ctx.started,
+                   "wall_time_s": wall, "eval_time_s": ctx.eval_time_s,
+                   "eval_share": ctx.eval_time_s / wall if wall > 0 else 0.0,
                    "args": vars(args)}
         if ctx.rt.is_main:
             write_json(folder / RESULTS, results)

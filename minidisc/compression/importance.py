@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from minidisc.training.evaluate import model_inputs
 from minidisc.training.runtime import Runtime
 
 
-def importance(model: nn.Module, loader: DataLoader, rt: Runtime,
+def importance(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], rt: Runtime,
                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per layer, the importance of each head and each FFN neuron, normalised per layer by
     its L2 norm so layers compare fairly when all units are ranked together."""

@@ -14,17 +14,19 @@ def tradeoff(metric: float, sparsity: float, lam: float) -> float:
 
 
 def choose_sparsity(best: Mapping[float | str, float], teacher_sparsity: float, target: float,
-                    lam: float, is_final: bool) -> float:
+                    lam: float, is_final: bool, above_target: bool = False) -> float:
     """The sparsity to keep: the target on the final iteration, else the best tradeoff among
     candidates between the teacher's sparsity and the target (ties go to the sparser one).
 
+    With `above_target` (the reference's rule) candidates sparser than the target compete
+    too, and when one of them wins the target is kept instead.
     Sparsities are compared as numbers ('85' < '9' as strings, never here).
     """
     target = float(target)
     if is_final:
         return target
     eligible = {float(s): m for s, m in best.items()
-                if float(teacher_sparsity) <= float(s) <= target}
+                if float(teacher_sparsity) <= float(s) and (above_target or float(s) <= target)}
     if not eligible:
         return target
-    return max(eligible, key=lambda s: (tradeoff(eligible[s], s, lam), s))
+    return min(target, max(eligible, key=lambda s: (tradeoff(eligible[s], s, lam), s)))

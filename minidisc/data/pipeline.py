@@ -123,8 +123,26 @@ def train_loader(split: Split, task: Task, tok: PreTrainedTokenizerBase, batch_s
                       collate_fn=collator(task, tok), drop_last=False)
 
 
-def eval_loader(split: Split, task: Task, tok: PreTrainedTokenizerBase,
-                batch_size: int) -> DataLoader:
-    """Length-sorted batches; `loader.sampler.order[k]` is the file row of the k-th output."""
-    return DataLoader(_Features(split.features), batch_size=batch_size,
-                      sampler=_ByLength(split.features), collate_fn=collator(task, tok))
+@dataclass
+class EvalBatches:
+    """Length-sorted batches, padded once and reused by every evaluation (MiniDisc scores
+    every candidate at every evaluation: re-collating each time cost as much as a forward of
+    the narrowest one). `order[k]` is the file row of the k-th output."""
+
+    batches: list[dict[str, torch.Tensor]]
+    order: list[int]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def eval_loader(split: Split, task: Task, tok: PreTrainedTokenizerBase, batch_size: int,
+                device: torch.device | str = "cpu") -> EvalBatches:
+    sampler = _ByLength(split.features)
+    loader = DataLoader(_Features(split.features), batch_size=batch_size, sampler=sampler,
+                        collate_fn=collator(task, tok))
+    batches = [{k: v.to(device) for k, v in b.items()} for b in loader]
+    return EvalBatches(batches, sampler.order)

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
+from transformers import BertConfig
 
 from minidisc.data.tasks import Task
 from minidisc.errors import MiniDiscError
@@ -17,13 +17,13 @@ from minidisc.models.sparse_bert import (
 
 logger = logging.getLogger(__name__)
 
+# As in the reference, every model type is the same narrowable BERT with a task head; the
+# prefix only picks the training objective (compression/losses.py: OBJECTIVE_OF_MODEL).
 MODEL_CLASSES: dict[str, type[nn.Module]] = {
-    "sparsebert_cls": SparseBertForSequenceClassification,
-    "sparsebert_ner": SparseBertForTokenClassification,
-    "kdbert_cls": SparseBertForSequenceClassification,
-    "kdbert_ner": SparseBertForTokenClassification,
-    "ftbert_cls": BertForSequenceClassification,
-    "ftbert_ner": BertForTokenClassification,
+    f"{family}_{kind}": cls
+    for family in ("sparsebert", "ftbert", "kdbert", "pkdbert")
+    for kind, cls in (("cls", SparseBertForSequenceClassification),
+                      ("ner", SparseBertForTokenClassification))
 }
 
 
@@ -56,10 +56,6 @@ def load_model(model_type: str, path: str | Path, task: Task, flag: str) -> nn.M
     if config.model_type != "bert":
         raise MiniDiscError(f"{flag} {p}: a {config.model_type!r} model, expected a BERT")
     cls = MODEL_CLASSES[model_type]
-    if getattr(config, "layer_heads", None) and not model_type.startswith(("sparsebert", "kdbert")):
-        raise MiniDiscError(
-            f"{flag} {p}: a densified sparse checkpoint; use --model_type sparsebert_*"
-        )
     finetuned = bool(config.architectures) and any(
         a.endswith(("SequenceClassification", "TokenClassification"))
         for a in config.architectures)

@@ -25,7 +25,7 @@ from minidisc.errors import MiniDiscError
 from minidisc.models import check_checkpoint, default_model_path, load_model
 from minidisc.models.sparse_bert import count_params
 from minidisc.training import evaluate as ev
-from minidisc.training.loop import Evaluation, fit
+from minidisc.training.loop import Evaluation, fit, single_loss
 from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
 from minidisc.training.runtime import Runtime, set_seed, setup
 
@@ -62,17 +62,19 @@ class Context:
     train: Split | None
     dev: list[Split]
     test: list[Split]
-    _loaders: dict[str, DataLoader] = field(default_factory=dict)
+    _loaders: dict[str, pipeline.EvalBatches] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    eval_time_s: float = 0.0  # every dev/test evaluation of the run, for results.json
 
     @property
     def selection(self) -> str:
         return self.args.selection_metric
 
-    def eval_loader(self, split: Split) -> DataLoader:
+    def eval_loader(self, split: Split) -> pipeline.EvalBatches:
         if split.name not in self._loaders:
             self._loaders[split.name] = pipeline.eval_loader(
-                split, self.task, self.tokenizer, self.args.per_device_eval_batch_size)
+                split, self.task, self.tokenizer, self.args.per_device_eval_batch_size,
+                self.rt.device)
         return self._loaders[split.name]
 
     def train_loader(self) -> DataLoader:
@@ -86,7 +88,8 @@ class Context:
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Metrics on the selection dev set (the first one; MNLI: matched)."""
-        return ev.evaluate(model, self.dev[0], self.eval_loader(self.dev[0]), self.task, self.rt)
+        metrics, _ = self.evaluate_split(model, self.dev[0])
+        return metrics
 
     def load(self, path: str | Path, flag: str, model_type: str | None = None) -> nn.Module:
         model = load_model(model_type or self.args.model_type, path, self.task, flag)
@@ -132,7 +135,8 @@ class Context:
 
             return Evaluation(metrics[self.selection], {"dev": metrics}, keep)
 
-        result = fit(model, self.train_loader(), compute_loss, evaluate, self.args, self.rt, desc)
+        result = fit(model, self.train_loader(), single_loss(compute_loss), evaluate, self.args,
+                     self.rt, desc)
         model.load_state_dict(best)
         return result.as_dict()
 
@@ -163,13 +167,16 @@ class Context:
         return out
 
     def evaluate_split(self, model: nn.Module, split: Split) -> tuple[dict | None, list]:
+        tick = time.perf_counter()
         preds = ev.predict(model, self.eval_loader(split), self.task, self.rt)
-        return (ev.score(self.task, split, preds) if split.has_labels else None), preds
+        metrics = ev.score(self.task, split, preds) if split.has_labels else None
+        self.eval_time_s += time.perf_counter() - tick
+        return metrics, preds
 
 
 def prepare(args: argparse.Namespace) -> Context:
     task = TASKS[args.task_name]
-    rt = setup(args.use_cpu, args.use_fp16, args.local_rank)
+    rt = setup(args.use_cpu, args.use_fp16, args.local_rank, args.use_bf16)
     set_seed(args.seed)
     if args.teacher_model_path is None:
         teacher = Path(default_model_path())

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from minidisc.cli import parse_spec
-from minidisc.compression.losses import distill_loss
+from minidisc.compression.losses import Objective, distill_loss, objective_for
 from minidisc.compression.students import drop_layers, narrow
 from minidisc.modes.common import Context
 
@@ -26,34 +26,40 @@ def build_student(ctx: Context, teacher: nn.Module, spec: tuple) -> nn.Module:
     return student.train()
 
 
-def objective(ctx: Context, teacher: nn.Module):
-    """Loss of a student output against the teacher's, per SPEC's distillation objective."""
-    task, args = ctx.task, ctx.args
-    use_labels = args.model_type.startswith("kdbert")
+class Distiller:
+    """One objective (from --model_type / --objective) applied to student outputs; the teacher
+    runs once per batch and only when the objective reads it (ftbert_*: never)."""
 
-    def loss(student_out, teacher_out, batch) -> torch.Tensor:
-        return distill_loss(student_out, teacher_out, batch, temperature=args.temperature,
-                            regression=task.is_regression, token_level=task.is_ner,
-                            use_labels=use_labels)
+    def __init__(self, ctx: Context, teacher: nn.Module):
+        self.ctx, self.teacher = ctx, teacher
+        self.objective: Objective = objective_for(ctx.args.model_type, ctx.args.objective)
 
-    return loss
+    def split(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict, Any]:
+        """Device batch, model inputs, and the teacher's output for it (None if unused)."""
+        b = self.ctx.to_device(batch)
+        inputs = {k: v for k, v in b.items() if k != "labels"}
+        t_out = None
+        if self.objective.needs_teacher:
+            with torch.no_grad():
+                t_out = self.teacher(**inputs, output_hidden_states=self.objective.needs_hidden)
+        return b, inputs, t_out
 
-
-def teacher_forward(teacher: nn.Module, inputs: dict[str, torch.Tensor]):
-    with torch.no_grad():
-        return teacher(**inputs, output_hidden_states=True)
+    def loss(self, student: nn.Module, inputs: dict, t_out: Any, batch: dict) -> torch.Tensor:
+        task, args = self.ctx.task, self.ctx.args
+        s_out = student(**inputs, output_hidden_states=self.objective.needs_hidden)
+        return distill_loss(self.objective.name, s_out, t_out, batch,
+                            temperature=args.temperature, regression=task.is_regression,
+                            token_level=task.is_ner)
 
 
 def distill_stage(ctx: Context, teacher: nn.Module, student: nn.Module, path: Path,
                   desc: str) -> dict[str, Any]:
     """Train `student` against `teacher`; `student` ends holding its best dev weights."""
-    loss = objective(ctx, teacher)
+    distiller = Distiller(ctx, teacher)
 
     def compute_loss(batch):
-        b = ctx.to_device(batch)
-        inputs = {k: v for k, v in b.items() if k != "labels"}
-        return loss(student(**inputs, output_hidden_states=True),
-                    teacher_forward(teacher, inputs), b)
+        b, inputs, t_out = distiller.split(batch)
+        return distiller.loss(student, inputs, t_out, b)
 
     return ctx.fit_best(student, compute_loss, path, desc)
 
@@ -70,4 +76,5 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     student = build_student(ctx, teacher, spec)
     train = distill_stage(ctx, teacher, student, folder / "model", f"distill {spec[1]}")
     return {"teacher": teacher_info, "student_spec": args.layer_or_sparsity,
+            "objective": objective_for(args.model_type, args.objective).name,
             "final": ctx.report(student, folder, "model"), "train": train}

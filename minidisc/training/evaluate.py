@@ -7,9 +7,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from minidisc.data.pipeline import Split
+from minidisc.data.pipeline import EvalBatches, Split
 from minidisc.data.tasks import Task
 from minidisc.training.runtime import Runtime
 
@@ -18,8 +17,8 @@ def model_inputs(batch: dict[str, torch.Tensor], rt: Runtime) -> dict[str, torch
     return {k: v.to(rt.device, non_blocking=True) for k, v in batch.items() if k != "labels"}
 
 
-@torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, task: Task, rt: Runtime) -> list[Any]:
+@torch.inference_mode()
+def predict(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime) -> list[Any]:
     """Per example, in file order: a label id, a float (regression) or a list of tag ids."""
     was_training = model.training
     model.eval()
@@ -27,9 +26,10 @@ def predict(model: nn.Module, loader: DataLoader, task: Task, rt: Runtime) -> li
     for batch in loader:
         with rt.autocast():
             logits = model(**model_inputs(batch, rt)).logits.float().cpu()
+        labels = batch["labels"].cpu() if "labels" in batch else None
         if task.is_ner:
             ids = logits.argmax(-1)
-            for row, lab in zip(ids, batch["labels"]):
+            for row, lab in zip(ids, labels):
                 out.append(row[lab != -100].tolist())
         elif task.is_regression:
             out.extend(logits.view(-1).tolist())
@@ -37,7 +37,7 @@ def predict(model: nn.Module, loader: DataLoader, task: Task, rt: Runtime) -> li
             out.extend(logits.argmax(-1).tolist())
     model.train(was_training)
     restored: list[Any] = [None] * len(out)
-    for k, i in enumerate(loader.sampler.order):
+    for k, i in enumerate(loader.order):
         restored[i] = out[k]
     return restored
 
@@ -60,7 +60,7 @@ def score(task: Task, split: Split, preds: list[Any]) -> dict[str, float]:
     return task.metric(preds, [task.labels.index(e.label) for e in split.examples])
 
 
-def evaluate(model: nn.Module, split: Split, loader: DataLoader, task: Task,
+def evaluate(model: nn.Module, split: Split, loader: EvalBatches, task: Task,
              rt: Runtime) -> dict[str, float]:
     return score(task, split, predict(model, loader, task, rt))
 

@@ -1,9 +1,13 @@
 """The one training loop every mode uses.
 
-A mode hands it a model, a `compute_loss(batch)` (task loss, distillation, or the sandwich)
-and an `evaluate(step)` that scores the model and says how to save it; the loop owns the
-optimiser, schedule, accumulation, clipping, precision, evaluation cadence, best-checkpoint
-selection and early stopping.
+A mode hands it a model, a `train_step(batch, backward)` (task loss, distillation, or the
+sandwich) and an `evaluate(step)` that scores the model and says how to save it; the loop owns
+the optimiser, schedule, accumulation, clipping, precision, evaluation cadence,
+best-checkpoint selection and early stopping.
+
+A train step calls `backward` itself, once per loss it computes: the sandwich back-propagates
+each candidate's loss as soon as it has it, so only one candidate's graph is alive at a time
+(peak memory of one student forward, not of all of them).
 """
 
 from __future__ import annotations
@@ -39,12 +43,28 @@ class Evaluation:
     save: Callable[[], None] | None = None
 
 
+Backward = Callable[[torch.Tensor], None]
+TrainStep = Callable[[dict, Backward], float]
+
+
+def single_loss(compute_loss: Callable[[dict], torch.Tensor]) -> TrainStep:
+    """A train step for modes with one loss per batch."""
+
+    def step(batch: dict, backward: Backward) -> float:
+        loss = compute_loss(batch)
+        backward(loss)
+        return loss.item()
+
+    return step
+
+
 @dataclass
 class FitResult:
     best_score: float
     best_step: int
     steps: int
     wall_time_s: float
+    eval_time_s: float
     stopped_early: bool
     history: list[dict[str, Any]]
 
@@ -63,7 +83,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def fit(model: nn.Module, loader: DataLoader, compute_loss: Callable[[dict], torch.Tensor],
+def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
         evaluate: Callable[[int], Evaluation], args: argparse.Namespace, rt: Runtime,
         desc: str = "train") -> FitResult:
     accum = args.num_grad_accum_steps
@@ -77,8 +97,12 @@ def fit(model: nn.Module, loader: DataLoader, compute_loss: Callable[[dict], tor
     scaler = torch.amp.GradScaler("cuda", enabled=rt.fp16)
     params = [p for p in model.parameters() if p.requires_grad]
 
+    def backward(loss: torch.Tensor) -> None:
+        scaler.scale(loss / accum).backward()
+
     step, best, best_step, history, stop = 0, -math.inf, 0, [], False
     start = time.perf_counter()
+    eval_time = 0.0
     running = 0.0
     bar = tqdm(total=total, desc=desc, disable=not rt.is_main, dynamic_ncols=True)
     model.train()
@@ -88,9 +112,7 @@ def fit(model: nn.Module, loader: DataLoader, compute_loss: Callable[[dict], tor
             loader.sampler.set_epoch(epoch)
         for i, batch in enumerate(loader):
             with rt.autocast():
-                loss = compute_loss(batch) / accum
-            scaler.scale(loss).backward()
-            running += loss.item()
+                running += train_step(batch, backward) / accum
             if (i + 1) % accum and i + 1 != len(loader):
                 continue
             scaler.unscale_(optimizer)
@@ -105,7 +127,9 @@ def fit(model: nn.Module, loader: DataLoader, compute_loss: Callable[[dict], tor
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             running = 0.0
             if step % args.log_interval == 0 or step == total:
+                tick = time.perf_counter()
                 ev = evaluate(step)
+                eval_time += time.perf_counter() - tick
                 history.append({"step": step, "score": ev.score, **ev.metrics})
                 if ev.score > best:
                     best, best_step = ev.score, step
@@ -122,5 +146,5 @@ def fit(model: nn.Module, loader: DataLoader, compute_loss: Callable[[dict], tor
     bar.close()
     rt.barrier()
     return FitResult(best_score=best, best_step=best_step, steps=step,
-                     wall_time_s=time.perf_counter() - start,
+                     wall_time_s=time.perf_counter() - start, eval_time_s=eval_time,
                      stopped_early=stop, history=history)

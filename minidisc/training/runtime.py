@@ -21,6 +21,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     fp16: bool = False
+    bf16: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -33,6 +34,8 @@ class Runtime:
     def autocast(self):
         if self.fp16:
             return torch.autocast(device_type="cuda", dtype=torch.float16)
+        if self.bf16:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def all_reduce_grads(self, params) -> None:
@@ -60,7 +63,7 @@ def set_seed(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def setup(use_cpu: bool, use_fp16: bool, local_rank: int = -1) -> Runtime:
+def setup(use_cpu: bool, use_fp16: bool, local_rank: int = -1, use_bf16: bool = False) -> Runtime:
     """CUDA when present unless --use_cpu; torchrun's env (WORLD_SIZE, LOCAL_RANK) when set."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", local_rank if local_rank >= 0 else 0))
@@ -75,4 +78,5 @@ def setup(use_cpu: bool, use_fp16: bool, local_rank: int = -1) -> Runtime:
         device = torch.device("cpu")
     if use_fp16 and not cuda:
         logger.warning("--use_fp16 needs CUDA; running in fp32 on the CPU")
-    return Runtime(device=device, rank=rank, world_size=world, fp16=use_fp16 and cuda)
+    return Runtime(device=device, rank=rank, world_size=world, fp16=use_fp16 and cuda,
+                   bf16=use_bf16)
