@@ -353,3 +353,78 @@ def test_bad_maxidisc_path_exits_2_before_training(prunable, tmp_path, capsys, p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not out.exists() or not any(out.iterdir())
+
+
+# --- parity and the trial's own choices ---------------------------------------------------
+
+
+def test_ftbert_never_runs_the_teacher():
+    from minidisc.data.tasks import TASKS
+    from minidisc.modes.distill import Distiller
+
+    class Refuses(torch.nn.Module):
+        def forward(self, **_):
+            raise AssertionError("the teacher ran")
+
+    ctx = _Ctx(TASKS["sst2"])
+    ctx.args.model_type = "ftbert_cls"
+    _, student = _prunable_pair()
+    distiller = Distiller(ctx, Refuses())
+    ids = torch.randint(5, 60, (2, 5))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+             "token_type_ids": torch.zeros_like(ids), "labels": torch.tensor([0, 1])}
+    b, inputs, t_out = distiller.split(batch)
+    assert t_out is None
+    loss = distiller.loss(student.train(), inputs, t_out, b)
+    student.eval()
+    expected = torch.nn.functional.cross_entropy(student(**inputs).logits, batch["labels"])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("model_type", ["kdbert_cls", "pkdbert_cls"])
+def test_minidisc_with_kd_and_pkd_students(prunable, model_type):
+    root, common, teacher = prunable
+    res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
+               "--model_type", model_type, "--num_train_epochs", "1", "--log_interval", "3",
+               "--target_iteration", "1")
+    assert res["final"]["sparsity"] == 90
+    assert res["iterations"][0]["chosen"] == 90
+
+
+def test_minidisc_reference_sandwich_and_sampled_sandwich(prunable):
+    root, common, teacher = prunable
+    res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
+               "--num_train_epochs", "1", "--log_interval", "3", "--candidates_above_target",
+               "--sandwich_k", "1", "--use_bf16", "--model_suffix", "ref")
+    first = res["iterations"][0]
+    assert first["candidates"] == ["50", "60", "70", "80", "85", "90", "95"]
+    assert set(first["best_metric"]) == set(first["candidates"])
+    assert 50 <= first["chosen"] <= 90
+    last = res["iterations"][-1]
+    if len(res["iterations"]) == 2:  # the final iteration only scores the target
+        assert list(last["best_metric"]) == ["90"]
+    assert 0 < res["eval_share"] < 1 and res["eval_time_s"] > 0
+
+
+def test_final_student_is_the_best_target_model_of_the_trial(prunable, monkeypatch):
+    """Iteration 1 trains a 90% model that scores better than iteration 2's: it is kept."""
+    from minidisc.modes.common import Context
+
+    def scripted(self, model):
+        bert = getattr(model, "bert", None)
+        s = bert.active_sparsity if bert is not None else 0.0
+        first_iteration = float(model.config.sparsity or 0) == 0
+        score = {70.0: 0.8, 90.0: 0.7 if first_iteration else 0.6}.get(s, 0.5)
+        return {"acc": score}
+
+    monkeypatch.setattr(Context, "evaluate", scripted)
+    root, common, teacher = prunable
+    res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
+               "--num_train_epochs", "1", "--log_interval", "3", "--model_suffix", "best")
+    assert res["teacher_assistants"] == [70.0]
+    assert res["final_from_iteration"] == 1
+    run = root / "out" / "sparsebert_cls_minidisc_best_90S_lam0.2_sst2"
+    assert res["final"]["path"] == "student_iter_1"
+    saved = SparseBertForSequenceClassification.from_pretrained(run / "student_iter_1")
+    assert saved.config.sparsity == 90
+    assert (run / "ckpt_iter_2").is_dir()
