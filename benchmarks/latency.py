@@ -29,6 +29,7 @@ import torch
 
 from minidisc.errors import exit_code
 from minidisc.export import export_onnx, numpy_inputs, ort_session, random_batch
+from minidisc.main import configure_logging
 from minidisc.models import check_checkpoint
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification, count_params
 
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="intra-op threads of both runtimes "
                    "(default: PyTorch's, one per core; 1 is steadier on a shared machine)")
     a = p.parse_args(argv)
+    configure_logging()
     return exit_code(lambda: benchmark(a))
 
 

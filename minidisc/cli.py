@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         "reference's sandwich); a TA chosen above the target falls back to the target",
     )
     g.add_argument(
+        "--final_sandwich", choices=("all", "target"), default="all",
+        help="minidisc: what the final iteration trains: every candidate (the reference) or "
+        "only the target (its choice is the target anyway; costs as much as one distill stage)",
+    )
+    g.add_argument(
         "--sandwich_k", default="all",
         help="minidisc: candidates trained per step: 'all', or K = the smallest and the "
         "largest plus K others drawn at random (seeded) each step",

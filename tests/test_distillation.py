@@ -395,14 +395,15 @@ def test_minidisc_reference_sandwich_and_sampled_sandwich(prunable):
     root, common, teacher = prunable
     res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
                "--num_train_epochs", "1", "--log_interval", "3", "--candidates_above_target",
-               "--sandwich_k", "1", "--use_bf16", "--model_suffix", "ref")
+               "--sandwich_k", "1", "--use_bf16", "--model_suffix", "ref",
+               "--final_sandwich", "target")
     first = res["iterations"][0]
     assert first["candidates"] == ["50", "60", "70", "80", "85", "90", "95"]
     assert set(first["best_metric"]) == set(first["candidates"])
     assert 50 <= first["chosen"] <= 90
     last = res["iterations"][-1]
-    if len(res["iterations"]) == 2:  # the final iteration only scores the target
-        assert list(last["best_metric"]) == ["90"]
+    if len(res["iterations"]) == 2:  # the final iteration only trains and scores the target
+        assert list(last["best_metric"]) == ["90"] and last["candidates"] == ["90"]
     assert 0 < res["eval_share"] < 1 and res["eval_time_s"] > 0
 
 

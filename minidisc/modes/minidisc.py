@@ -78,6 +78,8 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
     t_sparsity = float(getattr(teacher.config, "sparsity", 0) or 0)
     cands = candidates(teacher.config.sparsity_map, t_sparsity, args.trunc_sparsity, target,
                        args.candidates_above_target)
+    if is_final and args.final_sandwich == "target":
+        cands = [target]  # plain distillation from the TA, like MaxiDisc's last stage
     # On the final iteration the choice is the target whatever the others score.
     scored = [target] if is_final else cands
     student = copy.deepcopy(teacher).train().requires_grad_(True)
