@@ -7,13 +7,17 @@ files (data folders, checkpoints) happen in the mode's setup, still before any o
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
-from minidisc.compression.losses import OBJECTIVES
 from minidisc.errors import MiniDiscError
 
+# The one list of modes: minidisc.modes.MODES (the runners) and minidisc.report follow it.
 MODES = ("finetune", "sparsify", "distill", "maxidisc", "minidisc")
+MIN_MAX_LENGTH = 8  # [CLS] + [SEP] + a few tokens: shorter inputs cannot hold a sentence pair
+DEFAULT_MAX_LENGTH = 128  # --max_length when not given (capped at the model's position table)
 MODEL_TYPES = tuple(f"{family}_{kind}" for family in ("sparsebert", "ftbert", "kdbert", "pkdbert")
                     for kind in ("cls", "ner"))
 DATA_TYPES = ("bert_cls", "bert_ner")
@@ -30,6 +34,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from minidisc.compression.losses import OBJECTIVES  # torch: not needed to list MODES
+
     p = _Parser(
         prog="run.py",
         description="MiniDisc: finetune, sparsify and distill BERT models with a "
@@ -70,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--data_dir", default="datasets", help="folder holding <task>/ folders")
     g.add_argument("--output_dir", default="outputs", help="folder for run folders")
-    g.add_argument("--max_length", type=int, default=128, help="truncate inputs to this length")
+    g.add_argument(
+        "--max_length", type=int, default=None,
+        help=f"truncate inputs to this many tokens (default {DEFAULT_MAX_LENGTH}, or the "
+        "model's max_position_embeddings where smaller; a larger value is an error)")
 
     g = p.add_argument_group("training")
     g.add_argument("--per_device_train_batch_size", type=int, default=32,
@@ -124,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--do_test", action="store_true", help="report the test metric (needs labels)")
     g.add_argument("--do_infer", action="store_true", help="write predictions for the test split")
     g.add_argument("--model_suffix", default="", help="tag added to the run folder name")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (same flags) from its last saved state")
 
     g = p.add_argument_group("distillation")
     g.add_argument(
@@ -173,13 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_spec(spec: str) -> tuple[str, float] | tuple[str, str]:
+def parse_spec(spec: str, flag: str = "--layer_or_sparsity"
+               ) -> tuple[str, float] | tuple[str, str]:
     """Parse a student spec: ('layer', N), ('sparsity', s) or ('path', spec)."""
     m = _LAYER_SPEC.match(spec)
     if m:
+        if int(m.group(1)) < 1:
+            raise MiniDiscError(f"{flag} {spec!r}: a student needs at least 1 layer")
         return "layer", int(m.group(1))
     m = _SPARSITY_SPEC.match(spec)
     if m:
+        if not 0 <= float(m.group(1)) < 100:
+            raise MiniDiscError(f"{flag} {spec!r}: a sparsity must be in [0, 100)")
         return "sparsity", float(m.group(1))
     return "path", spec
 
@@ -197,11 +213,45 @@ def parse_path(path: str) -> list[tuple[str, float] | tuple[str, str]]:
     out = []
     for item in items:
         spec = item if item.endswith(suffix) else item + suffix
-        kind, value = parse_spec(spec)
+        kind, value = parse_spec(spec, "--layer_or_sparsity_path")
         if kind == "path":
             raise MiniDiscError(f"--layer_or_sparsity_path {path!r}: bad item {item!r}")
         out.append((kind, value))
     return out
+
+
+_AT_LEAST_1 = ("per_device_train_batch_size", "per_device_eval_batch_size", "log_interval",
+               "num_grad_accum_steps", "target_iteration")
+_POSITIVE = ("learning_rate", "num_train_epochs", "num_patience_epochs", "max_grad_norm",
+             "temperature")
+_NOT_NEGATIVE = ("weight_decay", "lam")
+_FLOATS = ("learning_rate", "weight_decay", "num_train_epochs", "num_patience_epochs",
+           "warmup_proportion", "max_grad_norm", "trunc_sparsity", "target_sparsity", "lam",
+           "temperature")
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Counts, rates and sizes: finite and in range, each message naming its flag."""
+    for name in _FLOATS:
+        if not math.isfinite(getattr(args, name)):
+            raise MiniDiscError(f"--{name} {getattr(args, name)}: must be a finite number")
+    for name in _AT_LEAST_1:
+        if getattr(args, name) < 1:
+            raise MiniDiscError(f"--{name} {getattr(args, name)}: must be at least 1")
+    for name in _POSITIVE:
+        if getattr(args, name) <= 0:
+            raise MiniDiscError(f"--{name} {getattr(args, name):g}: must be positive")
+    for name in _NOT_NEGATIVE:
+        if getattr(args, name) < 0:
+            raise MiniDiscError(f"--{name} {getattr(args, name):g}: must not be negative")
+    if args.max_length is not None and args.max_length < MIN_MAX_LENGTH:
+        raise MiniDiscError(f"--max_length {args.max_length}: must be at least "
+                            f"{MIN_MAX_LENGTH} (the model's own limit is checked on loading)")
+    if not 0 <= args.seed < 2**32:
+        raise MiniDiscError(f"--seed {args.seed}: must be in [0, 2**32)")
+    if re.search(r"[/\\\0]", args.model_suffix) or args.model_suffix in (".", ".."):
+        raise MiniDiscError(f"--model_suffix {args.model_suffix!r}: must be a plain name (it "
+                            "becomes part of the run folder's name)")
 
 
 def validate(args: argparse.Namespace) -> argparse.Namespace:
@@ -233,24 +283,22 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
             f"--selection_metric {args.selection_metric!r} is not reported for task "
             f"{args.task_name}; choose one of {', '.join(task.metric_names)}"
         )
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "log_interval",
-                 "num_grad_accum_steps", "max_length", "target_iteration"):
-        if getattr(args, name) < 1:
-            raise MiniDiscError(f"--{name} must be at least 1")
-    if args.num_train_epochs <= 0:
-        raise MiniDiscError("--num_train_epochs must be positive")
+    _check_numbers(args)
     if not 0 <= args.warmup_proportion < 1:
-        raise MiniDiscError("--warmup_proportion must be in [0, 1)")
-    if args.temperature <= 0:
-        raise MiniDiscError("--temperature must be positive")
-    if not 0 <= args.target_sparsity < 100 or not 0 <= args.trunc_sparsity < 100:
-        raise MiniDiscError("--target_sparsity and --trunc_sparsity must be in [0, 100)")
+        raise MiniDiscError(f"--warmup_proportion {args.warmup_proportion:g}: must be in [0, 1)")
+    for name in ("target_sparsity", "trunc_sparsity"):
+        if not 0 <= getattr(args, name) < 100:
+            raise MiniDiscError(f"--{name} {getattr(args, name):g}: must be in [0, 100)")
 
     if args.mode == "distill":
         if args.layer_or_sparsity is None and args.student_model_path is None:
             raise MiniDiscError("--mode distill needs --layer_or_sparsity (e.g. 4L or 90S)")
         if args.layer_or_sparsity is not None:
-            parse_spec(args.layer_or_sparsity)
+            kind, _ = parse_spec(args.layer_or_sparsity)
+            if kind == "path" and not Path(args.layer_or_sparsity).is_dir():
+                raise MiniDiscError(
+                    f"--layer_or_sparsity {args.layer_or_sparsity!r}: not NL (layers), NS "
+                    "(sparsity) or a checkpoint folder; e.g. 4L or 90S")
     if args.mode == "maxidisc":
         if args.layer_or_sparsity_path is None:
             raise MiniDiscError(

@@ -5,7 +5,10 @@ from collections.abc import Callable
 
 
 class MiniDiscError(Exception):
-    """A user-facing error: `run.py` prints its message on one line and exits with code 2."""
+    """A user-facing error: `run.py` prints its message on one line and exits with `code`
+    (2: bad input; subclasses for faults during a run use others)."""
+
+    code = 2
 
 
 def exit_code(action: Callable[[], object]) -> int:
@@ -13,6 +16,8 @@ def exit_code(action: Callable[[], object]) -> int:
     try:
         action()
     except MiniDiscError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        # one line even when a message quotes something multi-line (a path, a library's text)
+        message = " | ".join(x.strip() for x in str(e).splitlines() if x.strip())
+        print(f"error: {message or type(e).__name__}", file=sys.stderr)
+        return e.code
     return 0

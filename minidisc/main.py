@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 
 from minidisc.errors import MiniDiscError, exit_code
@@ -28,14 +27,19 @@ def execute(argv: Sequence[str] | None = None) -> dict:
     from minidisc.modes import MODES
     from minidisc.modes.common import prepare
     from minidisc.training.outputs import RESULTS, RunFolder, write_json
+    from minidisc.training.state import load_state, stop_on_signals
 
     args = parse_args(argv)
     if args.mode not in MODES:
         raise MiniDiscError(f"--mode {args.mode} is not implemented yet")
     ctx = prepare(args)
-    with RunFolder(ctx.run_dir, ctx.rt.is_main) as folder:
+    with RunFolder(ctx.run_dir, ctx.rt.is_main, args.resume) as folder, \
+            stop_on_signals() as stop:
+        ctx.folder, ctx.stop = folder, stop
+        if args.resume:
+            ctx.restore(load_state(folder))
         results = MODES[args.mode](ctx, folder)
-        wall = time.perf_counter() - ctx.started
+        wall = ctx.wall()
         results = {"mode": args.mode, "task": args.task_name,
                    "selection_metric": args.selection_metric, **results,
                    "wall_time_s": wall, "eval_time_s": ctx.eval_time_s,

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from minidisc.cli import MODES
 from minidisc.errors import MiniDiscError
+from minidisc.training.outputs import RESULTS
 
-RESULTS = "results.json"
-MODES = ("finetune", "sparsify", "distill", "maxidisc", "minidisc")
 GROUPS = ("teacher", "distill", "maxidisc", "minidisc")  # the paper's row order
 NEEDS = {"distill": ("teacher", "student_spec"), "maxidisc": ("teacher", "path", "stages"),
          "minidisc": ("teacher", "lam", "iterations"), "sparsify": ("params_by_sparsity",)}

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from minidisc.data.tasks import TASKS
+from minidisc.data.tasks import CONLL_TAGS, TASKS
 from minidisc.errors import MiniDiscError, exit_code
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ HUB_LABELS: dict[str, tuple[str, ...]] = {
     "qnli": NLI2,
     "rte": NLI2,
 }
-HUB_NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 
 _DEFAULT_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 # Hub split -> file stem in datasets/<task>/.
@@ -193,7 +192,7 @@ def conll_lines(rows: Iterable[Mapping[str, Any]], pos_names: Sequence[str] | No
         pos = list(row.get("pos_tags") or [None] * len(tokens))
         chunk = list(row.get("chunk_tags") or [None] * len(tokens))
         for i, token in enumerate(tokens):
-            tag = _tag_name(ner[i], HUB_NER_TAGS)
+            tag = _tag_name(ner[i], CONLL_TAGS)  # the hub's ids index this order
             if tag == PLACEHOLDER:
                 raise MiniDiscError(f"conll row {n}: unknown NER tag id {ner[i]!r}")
             p = _tag_name(pos[i], pos_names) if pos[i] is not None else PLACEHOLDER

@@ -23,15 +23,23 @@ class GlueLayout:
     label: int | None
     guid: int | None
     header: bool = True
+    names: tuple[str, ...] = ()  # column names of a file without a header, for messages
 
 
 def _open_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise MiniDiscError(f"{path}: file not found")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
+    except OSError as e:
+        raise MiniDiscError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise MiniDiscError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+        line = data[: e.start + bom].count(b"\n") + 1
+        raise MiniDiscError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte "
+                            f"{e.start + bom})") from None
     # split on newlines only: str.splitlines would also break at U+2028 etc. inside sentences
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
@@ -39,16 +47,22 @@ def _open_lines(path: Path) -> list[str]:
 def read_glue(path: Path, layout: GlueLayout, labels: tuple[str, ...] | None) -> list[PairExample]:
     """Read one GLUE tsv. `labels` None means regression (a float label)."""
     lines = _open_lines(path)
+    if not any(line.strip() for line in lines):
+        raise MiniDiscError(f"{path}: empty file" + (" (expected a header line)"
+                                                     if layout.header else ""))
+    needed = max(c for c in (layout.text_a, layout.text_b, layout.label, layout.guid, 0)
+                  if c is not None) + 1
     width = None
+    names = layout.names
     if layout.header:
-        if not lines:
-            raise MiniDiscError(f"{path}: empty file (expected a header line)")
-        width = len(lines[0].split("\t"))
+        names = tuple(c.strip() for c in lines[0].split("\t"))
+        width = len(names)
+        if width < needed:
+            raise MiniDiscError(
+                f"{path}:1: header has {_columns(names)}, expected at least {needed}")
         lines_iter = enumerate(lines[1:], start=2)
     else:
         lines_iter = enumerate(lines, start=1)
-    needed = max(c for c in (layout.text_a, layout.text_b, layout.label, layout.guid, 0)
-                  if c is not None) + 1
     out: list[PairExample] = []
     for lineno, line in lines_iter:
         if not line.strip():
@@ -56,8 +70,10 @@ def read_glue(path: Path, layout: GlueLayout, labels: tuple[str, ...] | None) ->
         cols = line.split("\t")
         if (width is not None and len(cols) != width) or len(cols) < needed:
             expected = width if width is not None else f"at least {needed}"
+            named = f" ({', '.join(names)})" if names else ""
             raise MiniDiscError(
-                f"{path}:{lineno}: malformed row: {len(cols)} columns, expected {expected}"
+                f"{path}:{lineno}: malformed row: {len(cols)} columns, expected "
+                f"{expected}{named}"
             )
         label = None
         if layout.label is not None:
@@ -82,6 +98,10 @@ def read_glue(path: Path, layout: GlueLayout, labels: tuple[str, ...] | None) ->
     return out
 
 
+def _columns(names: tuple[str, ...]) -> str:
+    return f"{len(names)} column{'s' * (len(names) != 1)} ({', '.join(names)})"
+
+
 def read_conll(path: Path, labels: tuple[str, ...]) -> list[TagExample]:
     """CoNLL-2003: `word ... tag` per line, blank lines between sentences, -DOCSTART- breaks."""
     out: list[TagExample] = []
@@ -103,7 +123,8 @@ def read_conll(path: Path, labels: tuple[str, ...]) -> list[TagExample]:
             flush()
             continue
         if len(cols) < 2:
-            raise MiniDiscError(f"{path}:{lineno}: malformed line: expected 'word ... tag'")
+            raise MiniDiscError(f"{path}:{lineno}: malformed line: 1 column, expected at "
+                                "least 2 (word ... tag): is the tag missing?")
         if cols[-1] not in labels:
             raise MiniDiscError(
                 f"{path}:{lineno}: unknown tag {cols[-1]!r}: expected one of {', '.join(labels)}"

@@ -73,7 +73,8 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         _glue("cola", BINARY, metrics.mcc, "mcc",
-              GlueLayout(text_a=3, text_b=None, label=1, guid=None, header=False),
+              GlueLayout(text_a=3, text_b=None, label=1, guid=None, header=False,
+                         names=("source", "label", "author's mark", "sentence")),
               _single_test, "CoLA.tsv"),
         _glue("sst2", BINARY, metrics.acc, "acc",
               GlueLayout(text_a=0, text_b=None, label=1, guid=None), _single_test, "SST-2.tsv"),

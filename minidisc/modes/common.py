@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,17 @@ from minidisc.errors import MiniDiscError
 from minidisc.models import check_checkpoint, default_model_path, load_model
 from minidisc.models.sparse_bert import count_params
 from minidisc.training import evaluate as ev
-from minidisc.training.loop import Evaluation, fit, single_loss
+from minidisc.training.loop import (
+    Evaluation,
+    FitResult,
+    TrainConfig,
+    TrainStep,
+    fit,
+    single_loss,
+)
 from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
 from minidisc.training.runtime import Runtime, set_seed, setup
+from minidisc.training.state import StopFlag, rng_state, save_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,26 @@ class Context:
     _loaders: dict[str, pipeline.EvalBatches] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     eval_time_s: float = 0.0  # every dev/test evaluation of the run, for results.json
+    folder: Path | None = None  # the run's staging folder, once it exists
+    saved: dict[str, Any] | None = None  # the state a --resume continues from
+    progress: dict[str, Any] = field(default_factory=dict)  # the mode's own, saved with it
+    stop: StopFlag = field(default_factory=StopFlag)
+
+    wall_before: float = 0.0  # seconds spent before a --resume
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_args(self.args)
+
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def restore(self, saved: dict[str, Any] | None) -> None:
+        """Take up a saved state: the mode reads `progress`, `run_fit` the loop's part."""
+        if saved is None:
+            raise MiniDiscError(f"--resume: {self.folder} holds no readable state")
+        self.saved, self.progress = saved, saved["progress"]
+        self.wall_before, self.eval_time_s = saved["wall_s"], saved["eval_s"]
 
     @property
     def selection(self) -> str:
@@ -120,10 +149,33 @@ class Context:
                 "run --mode sparsify on it first")
         check_specs(teacher.config, specs)
 
+    def run_fit(self, model: nn.Module, train_step: TrainStep,
+                evaluate: Callable[[int], Evaluation], desc: str, stage: str) -> FitResult:
+        """The shared loop with this run's state file: every evaluation saves the loop's state
+        with the mode's `progress`; a `--resume`d run continues `stage` where it stopped."""
+        saved = self.saved if self.saved and self.saved["stage"] == stage else None
+        if saved is not None:
+            set_rng_state(saved["rng"])
+            logger.info("resuming %s at step %d", desc, saved["trainer"]["fit"]["step"])
+
+        def on_state(trainer: dict[str, Any]) -> None:
+            save_state(self.folder, {"stage": stage, "trainer": trainer,
+                                     "progress": self.progress, "rng": rng_state(),
+                                     "wall_s": self.wall(), "eval_s": self.eval_time_s})
+
+        result = fit(model, self.train_loader(), train_step, evaluate, self.train_config,
+                     self.rt, desc, resume=saved["trainer"] if saved else None,
+                     on_state=on_state if self.rt.is_main else None, stop=self.stop)
+        self.saved = None
+        return result
+
     def fit_best(self, model: nn.Module, compute_loss, path: Path, desc: str) -> dict[str, Any]:
         """Train with the shared loop, keeping and saving the best dev checkpoint, and leave
         `model` holding the best weights."""
         best: dict[str, torch.Tensor] = {}
+        resumed = self.saved is not None and self.saved["stage"] == desc
+        if resumed and (path / "config.json").is_file():  # the best saved before the kill
+            best.update(type(model).from_pretrained(path).state_dict())
 
         def evaluate(step: int) -> Evaluation:
             metrics = self.evaluate(model)
@@ -135,8 +187,7 @@ class Context:
 
             return Evaluation(metrics[self.selection], {"dev": metrics}, keep)
 
-        result = fit(model, self.train_loader(), single_loss(compute_loss), evaluate, self.args,
-                     self.rt, desc)
+        result = self.run_fit(model, single_loss(compute_loss), evaluate, desc, stage=desc)
         model.load_state_dict(best)
         return result.as_dict()
 

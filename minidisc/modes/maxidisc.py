@@ -14,12 +14,16 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     teacher, teacher_info = ctx.load_teacher()
     path = parse_path(ctx.args.layer_or_sparsity_path)
     ctx.check_specs(teacher, path)
-    stages = []
+    stages = ctx.progress.setdefault("stages", [])  # finished stages survive a --resume
+    if stages:
+        teacher = ctx.load(folder / stages[-1]["path"], "--resume").eval().requires_grad_(False)
     for i, spec in enumerate(path, start=1):
+        if i <= len(stages):
+            continue
         name = f"{spec[1]:g}{'L' if spec[0] == 'layer' else 'S'}"
         student = build_student(ctx, teacher, spec)
         ckpt = f"stage_{i}_{name}"
-        train = distill_stage(ctx, teacher, student, folder / ckpt, f"maxidisc {name}")
+        train = distill_stage(ctx, teacher, student, folder / ckpt, f"maxidisc stage {i} {name}")
         last = i == len(path)
         stages.append({"stage": i, "spec": name, "train": train,
                        **ctx.report(student, folder, ckpt, final=last)})

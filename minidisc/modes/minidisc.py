@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ from minidisc.compression.students import narrow
 from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context, report_of
 from minidisc.modes.distill import Distiller
-from minidisc.training.loop import Evaluation, fit
+from minidisc.training.loop import Evaluation
+from minidisc.training.state import NumericalError
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +65,45 @@ def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]):
         for s in cands:
             student.sparsify(s)
             loss = distiller.loss(student, inputs, t_out, b) / len(cands)
+            value = loss.item()
+            if not math.isfinite(value):
+                student.sparsify(None)
+                raise NumericalError(f"minidisc: non-finite training loss ({value}) for "
+                                     f"candidate {s:g}S")
             backward(loss)
-            total += loss.item()
+            total += value
         student.sparsify(None)
         return total
 
     return step
 
 
+class BestTarget:
+    """The best target-sparsity model of the whole trial, by dev metric: in memory, and on
+    disk in the staging folder (so a --resume still has it)."""
+
+    DIR = ".best_target"
+
+    def __init__(self, ctx: Context, folder: Path):
+        self.ctx, self.path = ctx, folder / self.DIR
+        self.info = ctx.progress.setdefault("best_target", {"score": -math.inf})
+        self.model: nn.Module | None = None
+        if "iteration" in self.info and (self.path / "config.json").is_file():
+            self.model = ctx.load(self.path, "--resume").eval().requires_grad_(False)
+
+    def offer(self, student: nn.Module, target: float, score: float, it: int,
+              step: int) -> None:
+        if score > self.info["score"]:
+            self.info.update(score=score, iteration=it, step=step)
+            self.model = narrow(student, target).eval().requires_grad_(False)
+            self.ctx.save(self.model, self.path)
+
+    def is_from(self, it: int, step: int | None = None) -> bool:
+        return self.info.get("iteration") == it and step in (None, self.info.get("step"))
+
+
 def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
-            best_target: dict[str, Any]) -> tuple[nn.Module, dict]:
+            best_target: BestTarget) -> tuple[nn.Module, dict]:
     args = ctx.args
     target = float(args.target_sparsity)
     is_final = it == args.target_iteration
@@ -84,40 +116,50 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
     scored = [target] if is_final else cands
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     distiller = Distiller(ctx, teacher)
-    best = {s: -math.inf for s in scored}
-    kept: dict[str, Any] = {}
     ckpt = f"ckpt_iter_{it}"
     k = None if args.sandwich_k == "all" else int(args.sandwich_k)
     rng = random.Random(args.seed + it)
+    # what this iteration has decided so far; saved with every state, so --resume keeps it
+    state = ctx.progress.get("iteration")
+    if state is None or state["it"] != it:
+        state = {"it": it, "best": {sparsity_key(s): -math.inf for s in scored}}
+        ctx.progress["iteration"] = state
+    if "rng" in state:
+        rng.setstate((3, tuple(state["rng"]), None))
+    best = state["best"]
+    kept: dict[str, Any] = {}
     full_step = sandwich_step(student, distiller, cands)
 
     def train_step(batch, backward) -> float:
         if k is None:
             return full_step(batch, backward)
-        return sandwich_step(student, distiller, sample_sandwich(cands, k, rng))(batch, backward)
+        picked = sample_sandwich(cands, k, rng)
+        state["rng"] = list(rng.getstate()[1])
+        return sandwich_step(student, distiller, picked)(batch, backward)
 
     def evaluate(step: int) -> Evaluation:
         now = {}
         for s in scored:
             student.sparsify(s)
-            now[s] = ctx.evaluate(student)
-            best[s] = max(best[s], now[s][ctx.selection])
+            now[s] = ctx.evaluate(student)[ctx.selection]
+            if not math.isfinite(now[s]):
+                raise NumericalError(f"minidisc iteration {it}: non-finite dev {ctx.selection} "
+                                     f"at step {step} for candidate {s:g}S")
+            best[sparsity_key(s)] = max(best[sparsity_key(s)], now[s])
         student.sparsify(None)
-        if now[target][ctx.selection] > best_target["score"]:
-            best_target.update(score=now[target][ctx.selection], iteration=it, step=step,
-                               model=narrow(student, target).eval().requires_grad_(False))
+        best_target.offer(student, target, now[target], it, step)
         chosen = choose_sparsity(best, t_sparsity, target, args.lam, is_final,
                                  args.candidates_above_target)
 
         def keep() -> None:
-            same = chosen == target and best_target.get("step") == step and (
-                best_target.get("iteration") == it)
-            ta = best_target["model"] if same else narrow(student, chosen)
-            kept.update(model=ta.eval().requires_grad_(False), chosen=chosen, step=step)
+            reuse = chosen == target and best_target.is_from(it, step)
+            ta = best_target.model if reuse else narrow(student, chosen)
+            kept["model"] = ta.eval().requires_grad_(False)
+            state.update(chosen=chosen, step=step)
             ctx.save(ta, folder / ckpt)
 
-        dev = {sparsity_key(s): now[s][ctx.selection] for s in scored}
-        score = tradeoff(best[chosen], chosen, args.lam)
+        dev = {sparsity_key(s): now[s] for s in scored}
+        score = tradeoff(best[sparsity_key(chosen)], chosen, args.lam)
         if ctx.rt.is_main:
             logger.info("iteration %d step %d: dev %s %s; chose %gS (tradeoff %.4f)", it, step,
                         ctx.selection, " ".join(f"{s}S={v:.4f}" for s, v in dev.items()),
@@ -125,20 +167,21 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
         return Evaluation(score, {"dev": dev, "chosen": chosen}, keep)
 
     started = time.perf_counter()
-    train = fit(student, ctx.train_loader(), train_step, evaluate, args, ctx.rt,
-                f"minidisc iter {it}")
-    ta = kept["model"]
+    train = ctx.run_fit(student, train_step, evaluate, f"minidisc iter {it}",
+                        stage=f"minidisc iteration {it}")
+    ta = kept.get("model") or ctx.load(folder / ckpt, "--resume").eval().requires_grad_(False)
+    chosen = float(state["chosen"])
     # the report of the model that ends the trial carries the test metric and predictions
-    ends_trial = kept["chosen"] == target and best_target.get("iteration") == it
+    ends_trial = chosen == target and best_target.is_from(it)
     record = {
         "iteration": it,
         "teacher_sparsity": t_sparsity,
         "candidates": [sparsity_key(s) for s in cands],
-        "best_metric": {sparsity_key(s): best[s] for s in scored},
-        "tradeoff": {sparsity_key(s): tradeoff(best[s], s, args.lam) for s in scored
-                     if t_sparsity <= s <= target},
-        "chosen": kept["chosen"],
-        "saved_at_step": kept["step"],
+        "best_metric": dict(best),
+        "tradeoff": {sparsity_key(s): tradeoff(best[sparsity_key(s)], s, args.lam)
+                     for s in scored if t_sparsity <= s <= target},
+        "chosen": chosen,
+        "saved_at_step": state["step"],
         "steps": train.steps,
         "wall_time_s": time.perf_counter() - started,
         "eval_time_s": train.eval_time_s,
@@ -156,25 +199,31 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     if target <= teacher_info["sparsity"]:
         raise MiniDiscError(f"--target_sparsity {target:g} is not above the teacher's "
                             f"sparsity {teacher_info['sparsity']:g}")
-    iterations = []
-    best_target: dict[str, Any] = {"score": -math.inf}
-    for it in range(1, args.target_iteration + 1):
+    iterations = ctx.progress.setdefault("iterations", [])  # finished ones survive --resume
+    if iterations:
+        teacher = ctx.load(folder / iterations[-1]["path"], "--resume").eval()
+        teacher.requires_grad_(False)
+    best_target = BestTarget(ctx, folder)
+    for it in range(len(iterations) + 1, args.target_iteration + 1):
+        if iterations and iterations[-1]["chosen"] == target:
+            break
         teacher, record = iterate(ctx, teacher, it, folder, best_target)
         iterations.append(record)
-        if record["chosen"] == target:
-            break
     last = iterations[-1]
-    if best_target.get("iteration", last["iteration"]) == last["iteration"]:
+    if best_target.is_from(last["iteration"]) or best_target.model is None:
         final = report_of(last)  # the last iteration's checkpoint is the student
     else:
         # an earlier iteration's sandwich trained a better target-sparsity model
-        path = f"student_iter_{best_target['iteration']}"
-        ctx.save(best_target["model"], folder / path)
+        path = f"student_iter_{best_target.info['iteration']}"
+        if ctx.rt.is_main:
+            os.replace(best_target.path, folder / path)
         logger.info("final student: the %g%% model of iteration %d (dev %s %.4f)", target,
-                    best_target["iteration"], ctx.selection, best_target["score"])
-        final = report_of(ctx.report(best_target["model"], folder, path, final=True))
+                    best_target.info["iteration"], ctx.selection, best_target.info["score"])
+        final = report_of(ctx.report(best_target.model, folder, path, final=True))
+    if ctx.rt.is_main:
+        shutil.rmtree(best_target.path, ignore_errors=True)
     tas = [r["chosen"] for r in iterations if r["chosen"] != target]
     return {"teacher": teacher_info, "lam": args.lam, "target_sparsity": target,
             "teacher_assistants": tas, "iterations": iterations,
-            "final_from_iteration": best_target.get("iteration", last["iteration"]),
+            "final_from_iteration": best_target.info.get("iteration", last["iteration"]),
             "final": final}

@@ -5,6 +5,11 @@ sandwich) and an `evaluate(step)` that scores the model and says how to save it;
 the optimiser, schedule, accumulation, clipping, precision, evaluation cadence,
 best-checkpoint selection and early stopping.
 
+The loop's whole state is one `FitState` plus the optimiser, scheduler and scaler; `on_state`
+receives it after every evaluation (and on Ctrl-C / SIGTERM) so a run can be resumed exactly
+where it was: the same data order (the loader's generator state at the start of the epoch
+and how many batches were done), the same best score and patience count.
+
 A train step calls `backward` itself, once per loss it computes: the sandwich back-propagates
 each candidate's loss as soon as it has it, so only one candidate's graph is alive at a time
 (peak memory of one student forward, not of all of them).
@@ -13,6 +18,7 @@ each candidate's loss as soon as it has it, so only one candidate's graph is ali
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import time
@@ -27,6 +33,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from minidisc.training.runtime import Runtime
+from minidisc.training.state import NumericalError, StopFlag
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,41 @@ def single_loss(compute_loss: Callable[[dict], torch.Tensor]) -> TrainStep:
     return step
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """The flags the loop reads, built once from the command line."""
+
+    learning_rate: float
+    weight_decay: float
+    num_train_epochs: float
+    num_patience_epochs: float
+    num_grad_accum_steps: int
+    lr_scheduler_type: str
+    warmup_proportion: float
+    max_grad_norm: float
+    log_interval: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclass
+class FitState:
+    """Everything about the loop's progress that is not a tensor of the model or optimiser."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0  # batches of the current epoch already trained on
+    epoch_rng: torch.Tensor | None = None  # the loader generator's state at the epoch's start
+    best: float = -math.inf
+    best_step: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    eval_time_s: float = 0.0
+
+
 @dataclass
 class FitResult:
     best_score: float
@@ -84,67 +126,115 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
-        evaluate: Callable[[int], Evaluation], args: argparse.Namespace, rt: Runtime,
-        desc: str = "train") -> FitResult:
-    accum = args.num_grad_accum_steps
+        evaluate: Callable[[int], Evaluation], cfg: TrainConfig, rt: Runtime,
+        desc: str = "train", *, resume: dict[str, Any] | None = None,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
+        stop: StopFlag | None = None) -> FitResult:
+    """Train until the step budget, early stop, or a stop request; `resume` is a dict that
+    `on_state` was given earlier (the model, optimiser, ... and the FitState)."""
+    accum = cfg.num_grad_accum_steps
     steps_per_epoch = max(1, math.ceil(len(loader) / accum))
-    total = max(1, int(steps_per_epoch * args.num_train_epochs))
-    patience = max(1, int(args.num_patience_epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.learning_rate)
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer,
-                              num_warmup_steps=int(total * args.warmup_proportion),
+    total = max(1, int(steps_per_epoch * cfg.num_train_epochs))
+    patience = max(1, int(cfg.num_patience_epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer,
+                              num_warmup_steps=int(total * cfg.warmup_proportion),
                               num_training_steps=total)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.fp16)
     params = [p for p in model.parameters() if p.requires_grad]
+    st = FitState()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        st = FitState(**resume["fit"])
+    generator = getattr(loader, "generator", None)
+    replay = resume is not None and st.epoch_rng is not None and generator is not None
 
     def backward(loss: torch.Tensor) -> None:
         scaler.scale(loss / accum).backward()
 
-    step, best, best_step, history, stop = 0, -math.inf, 0, [], False
-    start = time.perf_counter()
-    eval_time = 0.0
+    start, wall_before = time.perf_counter(), st.wall_time_s
+
+    def snapshot() -> dict[str, Any]:
+        st.wall_time_s = wall_before + time.perf_counter() - start
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "fit": dataclasses.asdict(st)}
+
     running = 0.0
-    bar = tqdm(total=total, desc=desc, disable=not rt.is_main, dynamic_ncols=True)
-    model.train()
-    epoch = 0
-    while step < total and not stop:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        for i, batch in enumerate(loader):
-            with rt.autocast():
-                running += train_step(batch, backward) / accum
-            if (i + 1) % accum and i + 1 != len(loader):
-                continue
-            scaler.unscale_(optimizer)
-            rt.all_reduce_grads(params)
-            torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{running:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            running = 0.0
-            if step % args.log_interval == 0 or step == total:
-                tick = time.perf_counter()
-                ev = evaluate(step)
-                eval_time += time.perf_counter() - tick
-                history.append({"step": step, "score": ev.score, **ev.metrics})
-                if ev.score > best:
-                    best, best_step = ev.score, step
-                    if ev.save is not None:
-                        ev.save()
-                if rt.is_main:
-                    bar.write(f"step {step}: score {ev.score:.4f} (best {best:.4f} at {best_step})")
-                if step - best_step >= patience:
-                    logger.info("early stop: no better score for %d steps", step - best_step)
-                    stop = True
-            if step >= total or stop:
-                break
-        epoch += 1
-    bar.close()
+    bar = tqdm(total=total, initial=st.step, desc=desc, disable=not rt.is_main,
+               dynamic_ncols=True)
+    try:
+        model.train()
+        while st.step < total and not st.stopped_early:
+            if replay:  # the epoch the state was saved in: same order, skip what was done
+                generator.set_state(st.epoch_rng)
+                replay = False
+            elif generator is not None:
+                st.epoch_rng = generator.get_state()
+            if hasattr(loader.sampler, "set_epoch"):
+                loader.sampler.set_epoch(st.epoch)
+            for i, batch in enumerate(loader):
+                if i < st.batches_done:
+                    continue
+                try:
+                    with rt.autocast():
+                        value = train_step(batch, backward)
+                except NumericalError as e:  # a step that knows which candidate failed
+                    raise NumericalError(f"{e} at step {st.step + 1}") from None
+                if not math.isfinite(value):
+                    raise NumericalError(f"{desc}: non-finite training loss ({value}) at step "
+                                         f"{st.step + 1}")
+                running += value / accum
+                if (i + 1) % accum and i + 1 != len(loader):
+                    continue
+                scaler.unscale_(optimizer)
+                rt.all_reduce_grads(params)
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                st.step += 1
+                st.batches_done = i + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{running:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                running = 0.0
+                if st.step % cfg.log_interval == 0 or st.step == total:
+                    tick = time.perf_counter()
+                    ev = evaluate(st.step)
+                    st.eval_time_s += time.perf_counter() - tick
+                    if not math.isfinite(ev.score):
+                        raise NumericalError(f"{desc}: non-finite dev score ({ev.score}) at step "
+                                             f"{st.step}")
+                    st.history.append({"step": st.step, "score": ev.score, **ev.metrics})
+                    if ev.score > st.best:
+                        st.best, st.best_step = ev.score, st.step
+                        if ev.save is not None:
+                            ev.save()
+                    if rt.is_main:
+                        bar.write(f"step {st.step}: score {ev.score:.4f} "
+                                  f"(best {st.best:.4f} at {st.best_step})")
+                    if st.step - st.best_step >= patience:
+                        logger.info("early stop: no better score for %d steps",
+                                    st.step - st.best_step)
+                        st.stopped_early = True
+                    if on_state is not None:
+                        on_state(snapshot())
+                if stop:
+                    if on_state is not None:
+                        on_state(snapshot())
+                    raise stop.interrupted(resumable=on_state is not None)
+                if st.step >= total or st.stopped_early:
+                    break
+            else:
+                st.epoch, st.batches_done = st.epoch + 1, 0
+    finally:
+        bar.close()
     rt.barrier()
-    return FitResult(best_score=best, best_step=best_step, steps=step,
-                     wall_time_s=time.perf_counter() - start, eval_time_s=eval_time,
-                     stopped_early=stop, history=history)
+    st.wall_time_s = wall_before + time.perf_counter() - start
+    return FitResult(best_score=st.best, best_step=st.best_step, steps=st.step,
+                     wall_time_s=st.wall_time_s, eval_time_s=st.eval_time_s,
+                     stopped_early=st.stopped_early, history=st.history)

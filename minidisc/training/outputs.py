@@ -3,6 +3,8 @@
 A run writes into a hidden staging folder beside its run folder and renames it into place
 when it succeeds; an earlier run folder of the same name is moved aside, not deleted.
 Checkpoints inside a run are saved to a temporary folder and swapped in by rename.
+One run at a time writes a run name: `<output_dir>/.<run name>.lock` holds the pid of the run
+writing it; a second run is refused while that process lives, a dead one's lock is taken over.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
-
-from torch import nn
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import MiniDiscError
+from minidisc.training.state import STATE_DIR
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
-RESULTS = "results.json"
+RESULTS = "results.json"  # the one name of a run's record (minidisc.report reads it too)
+LOCK_SETTLE_S = 2.0  # how long a lock file may stay empty while its creator writes its pid
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -30,10 +35,95 @@ def resolve_checkpoint(path: str | Path) -> Path:
     p = Path(path)
     results = p / RESULTS
     if not (p / "config.json").is_file() and results.is_file():
-        final = json.loads(results.read_text()).get("final", {}).get("path")
-        if final:
-            return p / final
+        try:
+            final = json.loads(results.read_text(encoding="utf-8"))["final"]["path"]
+        except (OSError, ValueError, LookupError, TypeError):
+            raise MiniDiscError(f"{results}: not a readable results.json (no final.path to "
+                                "the run's checkpoint)") from None
+        if not isinstance(final, str) or not final:
+            raise MiniDiscError(f"{results}: malformed results.json (final.path)")
+        return p / final
     return p
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class RunLock:
+    """`<output_dir>/.<run name>.lock`, created exclusively (O_CREAT | O_EXCL) and holding the
+    pid of the run writing that name. A lock whose process is gone is stale and taken over."""
+
+    def __init__(self, final: Path):
+        self.path = final.with_name(f".{final.name}.lock")
+        self.held = False
+
+    def _holder(self) -> tuple[str, int | None]:
+        """('gone', None) if released meanwhile, ('live', pid) or ('stale', pid or None)."""
+        deadline = time.monotonic() + LOCK_SETTLE_S
+        while True:
+            try:
+                text = self.path.read_text(encoding="utf-8", errors="replace").strip()
+            except FileNotFoundError:
+                return "gone", None
+            except OSError:
+                text = ""
+            if text.isdigit():
+                pid = int(text)
+                return ("live" if _pid_alive(pid) else "stale"), pid
+            if time.monotonic() >= deadline:  # never got a pid: its creator died at once
+                return "stale", None
+            time.sleep(0.05)
+
+    def acquire(self) -> None:
+        where = self.path.parent
+        for _ in range(5):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                state, pid = self._holder()
+                if state == "live":
+                    raise MiniDiscError(
+                        f"--output_dir {where}: run {self.path.name[1:-5]} is being written "
+                        f"by process {pid} (lock {self.path}); wait for it to end or use "
+                        "another --output_dir / --model_suffix") from None
+                if state == "stale":
+                    logger.warning("taking over the stale lock %s (process %s is gone)",
+                                   self.path, pid)
+                    try:
+                        os.unlink(self.path)
+                    except FileNotFoundError:
+                        pass
+                continue
+            except OSError as e:
+                raise MiniDiscError(f"--output_dir {where}: cannot write ({e.strerror})") from None
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
+            self.held = True
+            return
+        raise MiniDiscError(f"--output_dir {where}: could not take the lock {self.path} "
+                            "(other runs keep taking it)")
+
+    def release(self) -> None:
+        """Remove the lock if it is still ours."""
+        if not self.held:
+            return
+        self.held = False
+        try:
+            if self.path.read_text(encoding="utf-8").strip() == str(os.getpid()):
+                os.unlink(self.path)
+        except OSError:
+            pass
 
 
 def save_checkpoint(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
@@ -58,14 +148,59 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 class RunFolder:
-    """Context manager: yields the staging folder, publishes it as `final` on success."""
+    """Context manager: yields the staging folder, publishes it as `final` on success.
 
-    def __init__(self, final: Path, is_main: bool = True):
+    A run stopped by a signal or a numerical fault keeps its staging folder (its saved state
+    and last good checkpoints); `resume=True` adopts the newest such folder of the same run.
+    """
+
+    def __init__(self, final: Path, is_main: bool = True, resume: bool = False):
         self.final = final
         self.is_main = is_main
+        self.resume = resume
         self.staging = final.with_name(f".{final.name}.staging-{os.getpid()}")
+        self.lock = RunLock(final)
+        self._made_parent = False
+
+    def interrupted(self) -> list[Path]:
+        """Staging folders of earlier runs of this name that saved a state, newest first."""
+        found = [p for p in self.final.parent.glob(f".{self.final.name}.staging-*")
+                 if (p / STATE_DIR).is_dir() and p != self.staging]
+        return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def __enter__(self) -> Path:
+        if self.is_main:
+            parent = self.final.parent
+            self._made_parent = not parent.exists()
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise MiniDiscError(f"--output_dir {parent}: cannot write ({e.strerror})") from None
+            self.lock.acquire()  # before anything is read or written under this run's name
+        try:
+            return self._enter()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        """Drop the lock; an output folder this run created and left empty goes too."""
+        self.lock.release()
+        if self._made_parent:
+            try:
+                self.final.parent.rmdir()
+            except OSError:
+                pass
+
+    def _enter(self) -> Path:
+        if self.resume:
+            earlier = self.interrupted()
+            if not earlier:
+                raise MiniDiscError(f"--resume: no interrupted run of {self.final.name} in "
+                                    f"{self.final.parent} (none saved a state yet)")
+            if self.is_main:
+                os.replace(earlier[0], self.staging)
+            return self.staging
         if self.is_main:
             try:
                 self.staging.mkdir(parents=True, exist_ok=False)
@@ -77,9 +212,19 @@ class RunFolder:
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.is_main:
             return
+        try:
+            self._exit(exc_type, exc)
+        finally:
+            self._release()
+
+    def _exit(self, exc_type, exc) -> None:
         if exc_type is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
+            if getattr(exc, "keeps_state", False):  # say where, on the error's one line
+                exc.args = (f"{exc} (state and last good checkpoints: {self.staging})",)
+            else:
+                shutil.rmtree(self.staging, ignore_errors=True)
             return
+        shutil.rmtree(self.staging / STATE_DIR, ignore_errors=True)  # a finished run needs none
         if self.final.exists():
             stamp = time.strftime("%Y%m%d-%H%M%S")
             backup = self.final.with_name(f"{self.final.name}.prev-{stamp}")
