@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from minidisc.report import dev_splits
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (mode script, positional arguments after the teacher, extra run.py flags)
@@ -66,8 +68,7 @@ def newest_results(out: Path) -> dict:
 
 
 def summary(r: dict) -> dict:
-    split = next(iter(r["final"]["dev"]))
-    row = {"metric": r["final"]["dev"][split][r["selection_metric"]],
+    row = {"metric": next(iter(dev_splits(r["final"]).values()))[r["selection_metric"]],
            "wall_s": r["wall_time_s"], "eval_share": r.get("eval_share"),
            "sparsity": r["final"]["sparsity"]}
     if r["mode"] == "minidisc":

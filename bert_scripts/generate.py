@@ -1,5 +1,8 @@
 """Write bert_scripts/run_<mode>_<task>.sh from one template and one hyper-parameter table.
 
+`run_<mode>_custom.sh` run a user's own files (--task_name custom), named by environment
+variables (TRAIN_FILE, VALIDATION_FILE, ...; see CUSTOM_ENV).
+
 Why generated: the reference ships near-identical copies per task that drift apart. Here every
 script comes from the table below, so a change is made once:
 
@@ -75,6 +78,22 @@ TASKS: dict[str, Hparams] = {
                     finetune_source="chosen: tiny offline demo"),
 }
 
+# A user's own data (--task_name custom): size unknown, so the small tasks' values with an
+# evaluation every 100 steps; the selection metric and the model/data type follow --task_type.
+CUSTOM = "custom"
+CUSTOM_HPARAMS = Hparams("chosen: your own data, the small GLUE tasks' values", "", 16, "3e-5",
+                         10, 5, 5, 100)
+# Environment variables of the custom scripts: (variable, run.py flag, required, meaning).
+CUSTOM_ENV = (
+    ("TRAIN_FILE", "--train_file", True, "training data: .csv, .tsv, .json/.jsonl"),
+    ("VALIDATION_FILE", "--validation_file", True, "dev data, same columns"),
+    ("TEST_FILE", "--test_file", False, "test data (adds --do_test --do_infer)"),
+    ("TEXT_COLUMNS", "--text_columns", False, "text column(s), e.g. sentence or q1,q2"),
+    ("LABEL_COLUMN", "--label_column", False, "label column"),
+    ("TASK_TYPE", "--task_type", False, "classification (default), regression or tagging"),
+)
+SCRIPT_TASKS = (*TASKS, CUSTOM)
+
 MODES = ("finetuning", "sparsification", "distillation", "maxidisc", "minidisc")
 RUN_MODE = {
     "finetuning": "finetune",
@@ -144,13 +163,15 @@ def _usage(mode: str) -> str:
 
 
 def _flags(mode: str, task: str, hp: Hparams) -> list[tuple[str, str | None]]:
-    """The fixed part of the run.py command line, in the reference scripts' order."""
+    """The fixed part of the run.py command line, in the reference scripts' order (a custom
+    task leaves model type, data type and selection metric to run.py: --task_type decides)."""
     kind = "ner" if hp.ner else "cls"
+    custom = task == CUSTOM
     flags: list[tuple[str, str | None]] = [
         ("--mode", RUN_MODE[mode]),
-        ("--model_type", f"sparsebert_{kind}"),
+        *([] if custom else [("--model_type", f"sparsebert_{kind}")]),
         ("--task_name", task),
-        ("--data_type", f"bert_{kind}"),
+        *([] if custom else [("--data_type", f"bert_{kind}")]),
         ("--max_length", str(hp.max_length)),
     ]
     if mode == "sparsification":  # importance on the dev set only: no training flags
@@ -158,7 +179,7 @@ def _flags(mode: str, task: str, hp: Hparams) -> list[tuple[str, str | None]]:
         return flags + [(f, v) for f, v in COMMON if f in keep]
     epochs = hp.finetune_epochs if mode == "finetuning" else hp.epochs
     flags += [
-        ("--selection_metric", hp.selection_metric),
+        *([] if custom else [("--selection_metric", hp.selection_metric)]),
         ("--per_device_train_batch_size", str(hp.batch_size)),
         ("--learning_rate", hp.learning_rate),
         ("--num_train_epochs", str(epochs)),
@@ -169,13 +190,32 @@ def _flags(mode: str, task: str, hp: Hparams) -> list[tuple[str, str | None]]:
     if mode == "minidisc":  # the reference defaults, spelled out so they are easy to change
         flags += [("--target_iteration", "2"), ("--trunc_sparsity", "50")]
     # GLUE test labels are hidden: write the submission file; CoNLL's test set is labelled.
-    flags += [("--do_train", None), ("--do_test" if hp.ner else "--do_infer", None)]
+    # A custom task tests only when TEST_FILE is set.
+    flags += [("--do_train", None)]
+    if not custom:
+        flags += [("--do_test" if hp.ner else "--do_infer", None)]
     return flags
+
+
+def _custom_lines(mode: str) -> list[str]:
+    """Bash that turns the CUSTOM_ENV variables into run.py flags (usage and exit 2 when a
+    required one is unset)."""
+    lines = []
+    for var, flag, required, _meaning in CUSTOM_ENV:
+        if required:
+            lines.append(f'if [[ -z "${{{var}:-}}" ]]; then echo "$usage (set {var})" >&2; '
+                         "exit 2; fi")
+            lines.append(f'args+=({flag} "${var}")')
+        else:
+            extra = " --do_test --do_infer" if var == "TEST_FILE" and mode != "sparsification" \
+                else ""
+            lines.append(f'if [[ -n "${{{var}:-}}" ]]; then args+=({flag} "${var}"{extra}); fi')
+    return lines
 
 
 def render(mode: str, task: str) -> str:
     """The text of bert_scripts/run_<mode>_<task>.sh."""
-    hp = TASKS[task]
+    hp = CUSTOM_HPARAMS if task == CUSTOM else TASKS[task]
     positionals = POSITIONALS[mode]
     name = f"run_{mode}_{task}.sh"
     source = hp.source
@@ -183,6 +223,8 @@ def render(mode: str, task: str) -> str:
     if mode == "finetuning" and reference and hp.finetune_source != hp.source:
         source += f"; --num_train_epochs {hp.finetune_source}"
     width = max(len(p[3]) for p in positionals)
+    env = "".join(f"{var}=... " for var, _f, required, _m in CUSTOM_ENV
+                  if required and task == CUSTOM)
     lines = [
         "#!/usr/bin/env bash",
         f"# {PURPOSE[mode].format(task=task)}",
@@ -191,15 +233,19 @@ def render(mode: str, task: str) -> str:
         *(f"#   {p[3]:<{width}}  {p[4]}" for p in positionals),
         "# flags... (from the first argument beginning with '-') go to run.py unchanged, e.g.",
         "# --use_cpu; a flag given again overrides the one set here, e.g. --model_type kdbert_cls.",
-        "# DATA_DIR / OUTPUT_DIR, if set, become --data_dir / --output_dir.",
-        "# Relative paths are taken from the repository root (the script runs there).",
+        *(["# Your data, from environment variables ('*' = required):",
+           *(f"#   {var + '*' * required:<16} {flag} {meaning}"
+             for var, flag, required, meaning in CUSTOM_ENV)] if task == CUSTOM else []),
+        "# DATA_DIR / OUTPUT_DIR, if set, become --data_dir / --output_dir (default: datasets/",
+        "# and outputs/ of the repository). Relative paths, here and in flags, are taken from",
+        "# the directory the script is called from.",
         "#",
         f"# Hyper-parameters: {source}.",
         "# Generated by bert_scripts/generate.py: edit its table, then rerun it.",
         "set -euo pipefail",
-        'cd "$(dirname "$0")/.."',
+        'root="$(cd "$(dirname "$0")/.." && pwd)"',
         "",
-        f'usage="usage: $0 {_usage(mode)}"',
+        f'usage="usage: {env}$0 {_usage(mode)}"',
         'if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then echo "$usage"; exit 0; fi',
         "pos=()",
         f'while [[ $# -gt 0 && ${{#pos[@]}} -lt {len(positionals)} && "$1" != -* ]]; do',
@@ -220,11 +266,13 @@ def render(mode: str, task: str) -> str:
             lines.append(f'if [[ -n "${var}" ]]; then args+=({flag} "${var}"); fi')
         else:
             lines.append(f'args+=({flag} "${var}")')
+    if task == CUSTOM:
+        lines += _custom_lines(mode)
     lines += [
-        'if [[ -n "${DATA_DIR:-}" ]]; then args+=(--data_dir "$DATA_DIR"); fi',
-        'if [[ -n "${OUTPUT_DIR:-}" ]]; then args+=(--output_dir "$OUTPUT_DIR"); fi',
+        'args+=(--data_dir "${DATA_DIR:-$root/datasets}")',
+        'args+=(--output_dir "${OUTPUT_DIR:-$root/outputs}")',
         "",
-        'exec python run.py "${args[@]}" "$@"',
+        'exec python "$root/run.py" "${args[@]}" "$@"',
         "",
     ]
     return "\n".join(lines)
@@ -235,7 +283,7 @@ def generate(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for mode in MODES:
-        for task in TASKS:
+        for task in SCRIPT_TASKS:
             path = out / f"run_{mode}_{task}.sh"
             path.write_text(render(mode, task), encoding="utf-8", newline="\n")
             os.chmod(path, 0o755)

@@ -1,18 +1,25 @@
 """Every flag of the tool, defined once, with the reference's names and defaults.
 
 Validation that needs no file I/O happens here, before any work starts; checks that read
-files (data folders, checkpoints) happen in the mode's setup, still before any output exists.
+files (data folders, checkpoints; `check_teacher` below) happen in the mode's setup, still
+before any output exists.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from minidisc.errors import MiniDiscError
+
+if TYPE_CHECKING:
+    from minidisc.data.tasks import Task
 
 # The one list of modes: minidisc.modes.MODES (the runners) and minidisc.report follow it.
 MODES = ("finetune", "sparsify", "distill", "maxidisc", "minidisc")
@@ -21,6 +28,7 @@ DEFAULT_MAX_LENGTH = 128  # --max_length when not given (capped at the model's p
 MODEL_TYPES = tuple(f"{family}_{kind}" for family in ("sparsebert", "ftbert", "kdbert", "pkdbert")
                     for kind in ("cls", "ner"))
 DATA_TYPES = ("bert_cls", "bert_ner")
+DEFAULT_DATA_DIR = "datasets"
 
 _LAYER_SPEC = re.compile(r"^(\d+)L$")
 _SPARSITY_SPEC = re.compile(r"^(\d+(?:\.\d+)?)S$")
@@ -67,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--use_slow_tokenizer", action="store_true", help="use the Python tokenizer")
 
     g = p.add_argument_group("data")
-    g.add_argument("--task_name", required=True, help="task folder under --data_dir (see tasks)")
+    add_task_flags(g)
     g.add_argument(
         "--data_type",
         choices=DATA_TYPES,
         default=None,
-        help="task pipeline; default from the task (bert_ner for conll, else bert_cls)",
+        help="task pipeline; default from the task (bert_ner for conll and tagging, else "
+        "bert_cls)",
     )
-    g.add_argument("--data_dir", default="datasets", help="folder holding <task>/ folders")
     g.add_argument("--output_dir", default="outputs", help="folder for run folders")
     g.add_argument(
         "--max_length", type=int, default=None,
@@ -184,6 +192,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_task_flags(g: argparse._ActionsContainer) -> None:
+    """The flags that pick the task and its data (`minidisc.data.tasks.resolve_task` reads
+    them); any tool that reads a task's data can add the same ones."""
+    from minidisc.data.tasks import TASK_TYPES, TASKS
+
+    g.add_argument(
+        "--task_name", required=True,
+        help=f"any case: a task folder under --data_dir ({', '.join(TASKS)}); glue/<name> "
+        "(e.g. glue/mrpc) fetches a GLUE task with HF datasets into --data_dir once; custom: "
+        "your own files, with --train_file, --validation_file, --text_columns, --label_column")
+    g.add_argument("--data_dir", default=DEFAULT_DATA_DIR, help="folder holding <task>/ folders")
+    g.add_argument("--train_file", default=None,
+                   help="custom: training data, .csv, .tsv or .json/.jsonl (JSON Lines); its "
+                   "labels are the task's (as text, sorted)")
+    g.add_argument("--validation_file", default=None,
+                   help="custom: dev data (selects checkpoints), same columns")
+    g.add_argument("--test_file", default=None,
+                   help="custom: test data for --do_test / --do_infer (labels optional)")
+    g.add_argument("--text_columns", default=None,
+                   help="custom: the text column, or two comma-separated for sentence pairs "
+                   "(e.g. question,answer); tagging: the words column (a list per JSON line; "
+                   "for CoNLL-style columns files its index, default 0)")
+    g.add_argument("--label_column", default=None,
+                   help="custom: the label column; tagging: the tags column (for CoNLL-style "
+                   "columns files its index, 0-based or -1 = last, default last)")
+    g.add_argument("--task_type", choices=TASK_TYPES, default=None,
+                   help="custom: classification (default; metrics acc and macro_f1), "
+                   "regression (a number; pearson, spearman, their mean corr) or tagging (a "
+                   "tag per word: CoNLL-style columns files or JSON Lines; entity f1)")
+
+
 def parse_spec(spec: str, flag: str = "--layer_or_sparsity"
                ) -> tuple[str, float] | tuple[str, str]:
     """Parse a student spec: ('layer', N), ('sparsity', s) or ('path', spec)."""
@@ -254,15 +293,69 @@ def _check_numbers(args: argparse.Namespace) -> None:
                             "becomes part of the run folder's name)")
 
 
+def _check_task(args: argparse.Namespace) -> Task:
+    """--task_name in any case, glue/<name>, or custom with its files and columns; sets
+    `args.task_name` to the registered name and `args.fetch_glue`."""
+    from minidisc.data.download import GLUE_TASKS
+    from minidisc.data.readers import file_type
+    from minidisc.data.tasks import CUSTOM, CUSTOM_FLAGS, FILE_FLAGS, TASKS, resolve_task
+
+    name = args.task_name.strip().lower()
+    args.fetch_glue = name.startswith("glue/")
+    if args.fetch_glue:
+        name = name.removeprefix("glue/")
+        if name not in GLUE_TASKS:
+            raise MiniDiscError(f"--task_name {args.task_name!r}: not a GLUE task; choose "
+                                f"glue/ and one of {', '.join(GLUE_TASKS)}")
+    elif name not in (*TASKS, CUSTOM):
+        raise MiniDiscError(f"--task_name {args.task_name!r} is unknown; choose one of "
+                            f"{', '.join(sorted(TASKS))}, glue/<name> or {CUSTOM} (your own "
+                            "files)")
+    args.task_name = name
+    given = [f"--{f}" for f in CUSTOM_FLAGS if getattr(args, f) is not None]
+    if name != CUSTOM:
+        if given:
+            raise MiniDiscError(f"{given[0]} is only for --task_name {CUSTOM} (your own files);"
+                                f" task {name} reads its files from --data_dir")
+        return resolve_task(args, read=False)
+    missing = [f"--{f}" for f in ("train_file", "validation_file") if getattr(args, f) is None]
+    if missing:
+        raise MiniDiscError(f"--task_name {CUSTOM} needs {' and '.join(missing)} (see --help)")
+    if (args.do_test or args.do_infer) and args.test_file is None:
+        raise MiniDiscError(f"--{'do_test' if args.do_test else 'do_infer'} needs --test_file "
+                            f"with --task_name {CUSTOM}")
+    task = resolve_task(args, read=False)
+    types = {file_type(path, task.is_ner, f"--{FILE_FLAGS[split]}")
+             for split, path in task.files.paths.items()}
+    columns = task.files.text_columns
+    if types == {"columns"}:
+        for flag, value, default in (("--text_columns", ",".join(columns) or None, "0"),
+                                     ("--label_column", args.label_column, "-1 = last")):
+            if value is not None and not re.fullmatch(r"-?\d+", value):
+                raise MiniDiscError(f"{flag} {value!r}: a CoNLL-style columns file names its "
+                                    f"column by index (0-based; default {default})")
+        return task
+    if len(types) > 1 and task.is_ner:
+        raise MiniDiscError("--task_type tagging: give every file as CoNLL-style columns or "
+                            "every file as JSON Lines (.json/.jsonl), not a mix")
+    missing = [f for f, v in (("--text_columns", columns), ("--label_column", args.label_column))
+               if not v]
+    if missing:
+        what = ("the words column (a list per line)" if task.is_ner else
+                "the text column, or two comma-separated for sentence pairs")
+        raise MiniDiscError(f"--task_name {CUSTOM} ({task.kind}) needs {' and '.join(missing)}"
+                            f" (--text_columns: {what}; --label_column: the "
+                            f"{'tags' if task.is_ner else 'label'} column)")
+    most = 1 if task.is_ner else 2
+    if len(columns) > most:
+        raise MiniDiscError(f"--text_columns {args.text_columns!r}: {task.kind} reads at most "
+                            f"{most} text column{'s' * (most > 1)}")
+    return task
+
+
 def validate(args: argparse.Namespace) -> argparse.Namespace:
     """Checks that need no files; fills derived defaults."""
-    from minidisc.data.tasks import TASKS
-
-    if args.task_name not in TASKS:
-        raise MiniDiscError(
-            f"--task_name {args.task_name!r} is unknown; choose one of {', '.join(sorted(TASKS))}"
-        )
-    task = TASKS[args.task_name]
+    task = _check_task(args)
     kind = "ner" if task.is_ner else "cls"
     if args.data_type is None:
         args.data_type = f"bert_{kind}"
@@ -335,3 +428,92 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return validate(build_parser().parse_args(argv))
+
+
+# --- the teacher, read from its files (called by modes.common.prepare, before any output) ---
+
+
+def _weight_names(folder: Path) -> set[str] | None:
+    """Tensor names of a checkpoint, from a weights index or the safetensors header (no tensor
+    is read); None when they cannot be listed (loading will say what is wrong)."""
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            try:
+                return set(json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    try:
+        if (folder / "model.safetensors").is_file():
+            from safetensors import safe_open
+
+            with safe_open(folder / "model.safetensors", "pt") as f:
+                return set(f.keys())
+        if (folder / "pytorch_model.bin").is_file():
+            import torch
+
+            return set(torch.load(folder / "pytorch_model.bin", map_location="cpu",
+                                  weights_only=True, mmap=True))
+    except Exception:  # noqa: BLE001 -- safetensors/torch raise many kinds; loading reports
+        return None
+    return None
+
+
+def _task_flags(args: argparse.Namespace) -> str:
+    """The flags that name this run's task and data, for a command the user can copy."""
+    from minidisc.data.tasks import CUSTOM, CUSTOM_FLAGS
+
+    flags = ["--task_name", f"glue/{args.task_name}" if args.fetch_glue else args.task_name]
+    if args.task_name == CUSTOM:
+        flags += [x for f in CUSTOM_FLAGS if getattr(args, f) is not None
+                  for x in (f"--{f}", getattr(args, f))]
+    elif args.data_dir != DEFAULT_DATA_DIR:
+        flags += ["--data_dir", args.data_dir]
+    return shlex.join(flags)
+
+
+def _needs_map(args: argparse.Namespace) -> bool:
+    """Whether this run asks the teacher for a sparsity (NS, ...S paths, MiniDisc)."""
+    if args.mode == "distill" and args.student_model_path is None:
+        return parse_spec(args.layer_or_sparsity)[0] == "sparsity"
+    if args.mode == "maxidisc":
+        return parse_path(args.layer_or_sparsity_path)[0][0] == "sparsity"
+    return args.mode == "minidisc"
+
+
+def check_teacher(args: argparse.Namespace, path: Path, task: Task) -> None:
+    """A teacher (every mode but finetune) must have a trained task head, a sparsity map where
+    a sparsity is asked of it, and (a custom task) the training data's labels; each refusal
+    names the step to run. A different label count is load_model's check."""
+    from minidisc.compression.losses import objective_for
+    from minidisc.models import read_config
+
+    if args.mode == "finetune":
+        return
+    flag, where = "--teacher_model_path", shlex.quote(str(path))
+    # ftbert_* (objective ft) only starts from the teacher's weights: a pretrained one will do
+    teaches = args.mode == "sparsify" or objective_for(args.model_type,
+                                                       args.objective).needs_teacher
+    names = _weight_names(path)
+    if teaches and names is not None and "classifier.weight" not in names:
+        raise MiniDiscError(
+            f"{flag} {path}: its classification head is not trained: finetune it first: "
+            f"python run.py --mode finetune {_task_flags(args)} --teacher_model_path {where}, "
+            "then pass the run folder it writes (its weights have no classifier: a plain "
+            "pretrained model?)")
+    config = read_config(path, flag)
+    if _needs_map(args) and not config.get("sparsity_map"):
+        raise MiniDiscError(
+            f"{flag} {path}: not prunable (its config has no sparsity_map): run --mode sparsify "
+            f"first: python run.py --mode sparsify {_task_flags(args)} --teacher_model_path "
+            f"{where}, then pass the run folder it writes")
+    if task.files is None or task.is_regression:
+        return  # registered tasks fix their labels; other tools' checkpoints name them freely
+    try:
+        trained = tuple(str(v) for _, v in sorted((config.get("id2label") or {}).items(),
+                                                  key=lambda kv: int(kv[0])))
+    except (AttributeError, TypeError, ValueError):
+        return  # a malformed id2label: loading the config reports it
+    if trained != task.labels and not all(re.fullmatch(r"LABEL_\d+", x) for x in trained):
+        raise MiniDiscError(f"{flag} {path}: trained on labels ({', '.join(trained)}); the "
+                            f"training data has ({', '.join(task.labels)}): use a teacher "
+                            "finetuned on this data")

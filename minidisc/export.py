@@ -34,7 +34,7 @@ from transformers import AutoConfig
 
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.main import configure_logging
-from minidisc.models import check_checkpoint
+from minidisc.models import BERT_TYPES, check_checkpoint
 from minidisc.models.sparse_bert import (
     SparseBertForSequenceClassification,
     SparseBertForTokenClassification,
@@ -68,7 +68,7 @@ def load_student(path: str | Path) -> nn.Module:
         config = AutoConfig.from_pretrained(p)
     except (OSError, ValueError) as e:
         raise MiniDiscError(f"student {p}: unreadable config.json ({e})") from None
-    if config.model_type != "bert":
+    if config.model_type not in BERT_TYPES:
         raise MiniDiscError(f"student {p}: a {config.model_type!r} model, expected a BERT")
     archs = config.architectures or []
     cls = next((c for a in archs for suffix, c in HEADS.items() if a.endswith(suffix)), None)

@@ -26,7 +26,7 @@ def execute(argv: Sequence[str] | None = None) -> dict:
     from minidisc.cli import parse_args
     from minidisc.modes import MODES
     from minidisc.modes.common import prepare
-    from minidisc.training.outputs import RESULTS, RunFolder, write_json
+    from minidisc.training.outputs import RESULTS, RunFolder, provenance, write_json
     from minidisc.training.state import load_state, stop_on_signals
 
     args = parse_args(argv)
@@ -38,13 +38,15 @@ def execute(argv: Sequence[str] | None = None) -> dict:
         ctx.folder, ctx.stop = folder, stop
         if args.resume:
             ctx.restore(load_state(folder))
+        if ctx.rt.is_main:
+            ctx.explain()
         results = MODES[args.mode](ctx, folder)
         wall = ctx.wall()
         results = {"mode": args.mode, "task": args.task_name,
                    "selection_metric": args.selection_metric, **results,
                    "wall_time_s": wall, "eval_time_s": ctx.eval_time_s,
                    "eval_share": ctx.eval_time_s / wall if wall > 0 else 0.0,
-                   "args": vars(args)}
+                   "provenance": provenance(ctx.started_at, ctx.models), "args": vars(args)}
         if ctx.rt.is_main:
             write_json(folder / RESULTS, results)
     if ctx.rt.is_main:

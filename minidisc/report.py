@@ -3,6 +3,8 @@
     python -m minidisc.report outputs/ [more run folders or results.json ...] [--out DIR]
 
 Rows in paper order: Teacher, Distill, MaxiDisc, MiniDisc; the newest run wins a duplicate row.
+A model's metrics sit under its split names (`final.dev.acc`; MNLI: `final.dev_matched.acc`);
+results.json files from before that (`final.dev.dev.acc`) are read too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,25 @@ NEEDS = {"distill": ("teacher", "student_spec"), "maxidisc": ("teacher", "path",
          "minidisc": ("teacher", "lam", "iterations"), "sparsify": ("params_by_sparsity",)}
 
 
+def dev_splits(model: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A model record's dev metrics by split (`dev`, or MNLI's `dev_matched` ...), selection
+    split first."""
+    return {k: v for k, v in model.items()
+            if (k == "dev" or k.startswith("dev_")) and isinstance(v, dict)}
+
+
+def _lift(model: Any) -> None:
+    """An older results.json nested split names under "dev"/"test" (final.dev.dev.acc):
+    lift them to the model's level (final.dev.acc)."""
+    if not isinstance(model, dict):
+        return
+    for key in ("dev", "test"):
+        inner = model.get(key)
+        if isinstance(inner, dict) and inner and all(isinstance(v, dict) for v in inner.values()):
+            del model[key]
+            model.update(inner)
+
+
 def _load(f: Path) -> dict[str, Any]:
     try:
         run = json.loads(f.read_text(encoding="utf-8"))
@@ -34,8 +55,10 @@ def _load(f: Path) -> dict[str, Any]:
         raise MiniDiscError(f"{f}: malformed results.json (no known 'mode')")
     need = ("task", "selection_metric", "final", *NEEDS.get(run["mode"], ()))
     missing = [k for k in need if k not in run]
-    dev = run["final"].get("dev") if isinstance(run.get("final"), dict) else None
-    if missing or not isinstance(dev, dict) or not dev:
+    for model in (run.get("final"), run.get("teacher"), *(run.get("iterations") or []),
+                  *(run.get("stages") or [])):
+        _lift(model)
+    if missing or not isinstance(run["final"], dict) or not dev_splits(run["final"]):
         what = ", ".join(missing) or "final.dev"
         raise MiniDiscError(f"{f}: malformed results.json (missing {what})")
     run["_file"] = str(f)
@@ -107,8 +130,7 @@ def _selection(runs: list[dict], task: str) -> str:
 
 
 def _sel(model: dict, metric: str) -> float | None:
-    first = next(iter((model.get("dev") or {}).values()), {})
-    return first.get(metric) if isinstance(first, dict) else None
+    return next(iter(dev_splits(model).values()), {}).get(metric)
 
 
 def _x(model: dict, teacher: dict) -> float:
@@ -136,7 +158,7 @@ def tables(runs: list[dict[str, Any]]) -> str:
     for task, rows in _rows(runs).items():
         sel, cols = _selection(runs, task), []
         for r in rows:  # the selection metric first, then every other (split, metric)
-            for split, metrics in (r["model"].get("dev") or {}).items():
+            for split, metrics in dev_splits(r["model"]).items():
                 for m in ([] if cols else [sel]) + list(metrics):
                     cols += [] if (split, m) in cols else [(split, m)]
         splits = {s for s, _ in cols}
@@ -151,7 +173,7 @@ def tables(runs: list[dict[str, Any]]) -> str:
                   "|---|" + "---:|" * (len(cols) + 6)]
         for r in rows:
             m, p = r["model"], r["model"].get("params") or {}
-            dev = m.get("dev") or {}
+            dev = dev_splits(m)
             vals = [_fmt((dev.get(s) or {}).get(k), 100) for s, k in cols]
             pct = _fmt(p.get("encoder") / t_enc, 100, 1) if t_enc and p.get("encoder") else "–"
             parts.append(f"| {r['label']} | " + " | ".join(vals) +

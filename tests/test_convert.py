@@ -217,7 +217,7 @@ def test_converted_model_runs_in_run_py(tmp_path, sst2_dir):
     res = execute(["--mode", "finetune", "--task_name", "sst2", "--data_dir", str(sst2_dir),
                    "--output_dir", str(tmp_path / "runs"), "--teacher_model_path", str(out),
                    "--use_cpu", "--do_infer"])  # evaluate and predict only
-    assert res["final"]["sparsity"] == 50.0 and "acc" in res["final"]["dev"]["dev"]
+    assert res["final"]["sparsity"] == 50.0 and "acc" in res["final"]["dev"]
     assert "train" not in res and res["final"]["predictions"]
 
 

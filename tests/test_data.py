@@ -281,7 +281,8 @@ def test_missing_file(tmp_path, task):
 def test_wrong_column_count_with_header(tmp_path):
     path = put(tmp_path, "sst2", "train", tsv(("sentence", "label"), ("ok", "1"),
                                               ("too", "many", "1")))
-    raises(path, lambda: TASKS["sst2"].read(tmp_path, "train"), f"{path}:3:", "3 columns")
+    raises(path, lambda: TASKS["sst2"].read(tmp_path, "train"), f"{path}:3:",
+           "expected 2 tab-separated columns (sentence, label), found 3")
 
 
 def test_wrong_column_count_without_header(tmp_path):

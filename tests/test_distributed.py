@@ -31,4 +31,4 @@ def test_torchrun_two_processes(tiny_bert, tmp_path):
     # 96 examples over 2 ranks of batch 8 -> 6 steps per epoch on each rank
     assert res["train"]["steps"] == 12
     assert (runs[0] / "model" / "config.json").is_file()
-    assert proc.stdout.count("step 6: score") == 1  # only rank 0 prints
+    assert proc.stderr.count("step 6/12: dev acc") == 1  # only rank 0 logs

@@ -21,7 +21,7 @@ def _dev(score: float, split: str = "dev") -> dict:
 def _model(sparsity: float, score: float, path: str = "model", layers: int = 12) -> dict:
     enc = int(ENC * (1 - sparsity / 100) * layers / 12)
     return {"path": path, "sparsity": float(sparsity), "num_layers": layers,
-            "params": {"encoder": enc, "total": TOTAL - ENC + enc}, "dev": _dev(score)}
+            "params": {"encoder": enc, "total": TOTAL - ENC + enc}, **_dev(score)}
 
 
 def _train(score: float) -> dict:
@@ -153,15 +153,31 @@ def test_newest_run_wins_duplicates(tmp_path):
 
 def test_multi_split_task_has_a_column_per_split(tmp_path):
     final = _model(90, 0.8)
-    final["dev"] = {"dev_matched": {"acc": 0.8}, "dev_mismatched": {"acc": 0.81}}
+    del final["dev"]
+    final.update(dev_matched={"acc": 0.8}, dev_mismatched={"acc": 0.81})
     teacher = _model(0, 0.84)
-    teacher["dev"] = {"dev_matched": {"acc": 0.84}}
+    del teacher["dev"]
+    teacher["dev_matched"] = {"acc": 0.84}
     f = _write(tmp_path, "m", "distill", task="mnli", teacher=teacher, student_spec="90S",
                final=final, selection_metric="acc")
     md = tables(collect([f]))
     assert "**acc (dev_matched)** | acc (dev_mismatched)" in md
     assert _rows(md, "mnli")[0][1:3] == ["84.00", "–"]
     assert _rows(md, "mnli")[1][1:3] == ["80.00", "81.00"]
+
+
+def test_results_with_nested_split_names_still_read(tmp_path):
+    """results.json written before metrics were flat: final.dev.dev.acc, teacher.dev.dev."""
+    def nested(model: dict) -> dict:
+        return {**{k: v for k, v in model.items() if k != "dev"}, "dev": {"dev": model["dev"]}}
+
+    _write(tmp_path, "di", "distill", teacher=nested(_teacher()), student_spec="90S",
+           final=nested(_model(90, 0.83)), train=_train(0.83))
+    md = tables(collect([tmp_path]))
+    header = md.split("| Method")[1].splitlines()[0]
+    assert header.split("|")[1:4] == [" **acc_and_f1** ", " acc ", " f1 "]
+    assert [r[:4] for r in _rows(md)] == [["Teacher", "88.00", "86.00", "90.00"],
+                                          ["Distill 90S", "83.00", "81.00", "85.00"]]
 
 
 def test_main_writes_report_and_prints_it(runs_dir, tmp_path, capsys):

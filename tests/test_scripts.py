@@ -33,8 +33,11 @@ def _load_generate():
 
 
 gen = _load_generate()
-ALL = sorted(f"run_{mode}_{task}.sh" for mode in gen.MODES for task in gen.TASKS)
+ALL = sorted(f"run_{mode}_{task}.sh" for mode in gen.MODES for task in gen.SCRIPT_TASKS)
 TEACHER = "outputs/some_teacher"
+# What a custom script needs in its environment (files need not exist: run.py's parse only).
+CUSTOM_ENV = {"TRAIN_FILE": "my/train.csv", "VALIDATION_FILE": "my/dev.csv",
+              "TEXT_COLUMNS": "review", "LABEL_COLUMN": "stars"}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,8 @@ def fake_python(tmp_path_factory) -> Path:
         "import json, os, sys\n"
         "with open(os.environ['ARGV_OUT'], 'w') as f:\n"
         "    json.dump(sys.argv[1:], f)\n"
+        "with open(os.environ['ARGV_OUT'] + '.cwd', 'w') as f:\n"
+        "    f.write(os.getcwd())\n"
     )
     exe.chmod(0o755)
     return folder
@@ -57,12 +62,15 @@ def run(fake_python, tmp_path):
     """run(name, args, **env) -> (completed process, run.py argv or None if it never ran)."""
     out = tmp_path / "argv.json"
 
-    def _run(name: str, args: list[str], **env: str):
+    def _run(name: str, args: list[str], cwd: Path | None = None, **env: str):
         out.unlink(missing_ok=True)
-        environ = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "OUTPUT_DIR")}
+        ours = ("DATA_DIR", "OUTPUT_DIR", *(var for var, *_ in gen.CUSTOM_ENV))
+        environ = {k: v for k, v in os.environ.items() if k not in ours}
+        if name.endswith(f"_{gen.CUSTOM}.sh"):
+            environ.update(CUSTOM_ENV)
         environ.update(env, ARGV_OUT=str(out), PATH=f"{fake_python}{os.pathsep}{environ['PATH']}")
         proc = subprocess.run(["bash", str(SCRIPTS / name), *args], env=environ, check=False,
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=30, cwd=cwd)
         return proc, (json.loads(out.read_text()) if out.exists() else None)
 
     return _run
@@ -70,7 +78,7 @@ def run(fake_python, tmp_path):
 
 def parse(argv: list[str]):
     """run.py's own parser and validation (no file I/O) on what the script would run."""
-    assert argv[0] == "run.py"
+    assert argv[0] == str(ROOT / "run.py")
     return cli.parse_args(argv[1:])
 
 
@@ -101,6 +109,7 @@ def test_generate_reproduces_committed_scripts(tmp_path):
 
 def test_table_covers_exactly_the_registered_tasks():
     assert set(gen.TASKS) == set(TASKS)
+    assert gen.CUSTOM not in TASKS and set(gen.SCRIPT_TASKS) == {*TASKS, gen.CUSTOM}
     for name, hp in gen.TASKS.items():
         assert hp.ner == TASKS[name].is_ner
         assert hp.selection_metric == TASKS[name].selection_metric
@@ -126,24 +135,30 @@ CALLS = {
 @pytest.mark.parametrize("name", ALL)
 def test_every_command_line_is_accepted_by_run_py(name, ns_of):
     mode, task = name.removeprefix("run_").removesuffix(".sh").split("_", 1)
-    hp = gen.TASKS[task]
+    custom = task == gen.CUSTOM
+    hp = gen.CUSTOM_HPARAMS if custom else gen.TASKS[task]
     for positionals in CALLS[mode]:
         ns = ns_of(name, *positionals)
         assert ns.mode == gen.RUN_MODE[mode] and ns.task_name == task
         assert ns.model_type == ("sparsebert_ner" if hp.ner else "sparsebert_cls")
         assert ns.max_length == hp.max_length and ns.seed == 776
+        if custom:
+            assert (ns.train_file, ns.validation_file, ns.text_columns, ns.label_column) == (
+                "my/train.csv", "my/dev.csv", "review", "stars")
         if mode == "sparsification":
             assert not (ns.do_train or ns.do_test or ns.do_infer)
             assert ns.teacher_model_path == TEACHER
             continue
-        assert ns.selection_metric == TASKS[task].selection_metric
+        assert ns.selection_metric == ("acc" if custom else TASKS[task].selection_metric)
         assert ns.per_device_train_batch_size == hp.batch_size
         assert ns.learning_rate == float(hp.learning_rate)
         assert ns.log_interval == hp.log_interval and ns.max_grad_norm == 5.0
         epochs = hp.finetune_epochs if mode == "finetuning" else hp.epochs
         assert ns.num_train_epochs == epochs and ns.num_patience_epochs == hp.patience
-        # GLUE test labels are hidden (write the submission file); CoNLL's are not.
-        assert ns.do_train and (ns.do_test, ns.do_infer) == (hp.ner, not hp.ner)
+        # GLUE test labels are hidden (write the submission file); CoNLL's are not; a custom
+        # task tests only with TEST_FILE.
+        assert ns.do_train and (ns.do_test, ns.do_infer) == (
+            (False, False) if custom else (hp.ner, not hp.ner))
 
 
 def test_positional_defaults_and_values(ns_of):
@@ -180,7 +195,30 @@ def test_extra_flags_and_environment_reach_run_py(run, ns_of):
 
     ns = ns_of("run_minidisc_sst2.sh", TEACHER, "85", "--seed", "1")
     assert (ns.target_sparsity, ns.lam, ns.seed) == (85, 0.2, 1)
-    assert (ns.data_dir, ns.output_dir) == ("datasets", "outputs")
+    assert (ns.data_dir, ns.output_dir) == (str(ROOT / "datasets"), str(ROOT / "outputs"))
+
+
+def test_relative_paths_are_the_callers(run, tmp_path):
+    """The scripts do not cd: run.py runs where the caller is, so DATA_DIR, OUTPUT_DIR, files
+    and pass-through flags mean what they mean in the caller's shell."""
+    (tmp_path / "here").mkdir()
+    proc, argv = run("run_finetuning_custom.sh", ["--student_model_path", "ck"],
+                     cwd=tmp_path / "here", DATA_DIR="data", OUTPUT_DIR="../runs",
+                     TEST_FILE="my/test.jsonl", TASK_TYPE="regression")
+    assert proc.returncode == 0, proc.stderr
+    ns = parse(argv)
+    assert (ns.data_dir, ns.output_dir, ns.student_model_path) == ("data", "../runs", "ck")
+    assert (ns.test_file, ns.task_type, ns.do_test, ns.do_infer) == (
+        "my/test.jsonl", "regression", True, True)
+    assert ns.selection_metric == "corr"
+    assert Path(f"{tmp_path / 'argv.json'}.cwd").read_text() == str(tmp_path / "here")
+
+
+@pytest.mark.parametrize("unset", ["TRAIN_FILE", "VALIDATION_FILE"])
+def test_custom_script_without_its_files_prints_usage(run, unset):
+    proc, argv = run("run_finetuning_custom.sh", [], **{unset: ""})
+    assert proc.returncode == 2 and argv is None
+    assert proc.stderr.startswith("usage: ") and f"(set {unset})" in proc.stderr
 
 
 @pytest.mark.parametrize("mode", ["sparsification", "distillation", "maxidisc", "minidisc"])

@@ -11,15 +11,15 @@ from collections.abc import Sequence
 
 import torch
 
-from minidisc.errors import MiniDiscError
+# Reading the map is the model's (its saved code must run without MiniDisc); re-exported here.
+from minidisc.models.sparse_bert import (  # noqa: F401
+    SparsityMap,
+    keep_counts,
+    sparsity_key,
+    truncate_map,
+)
 
 SPARSITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95)
-
-SparsityMap = dict[str, dict[str, list[int]]]
-
-
-def sparsity_key(s: float) -> str:
-    return f"{float(s):g}"
 
 
 def sparsities(smap: SparsityMap) -> list[float]:
@@ -51,25 +51,3 @@ def build_map(head_importance: Sequence[torch.Tensor], neuron_importance: Sequen
         }
         for s in levels
     }
-
-
-def keep_counts(config, sparsity: float) -> tuple[list[int], list[int]]:
-    """Heads and neurons each layer keeps at `sparsity`."""
-    smap = getattr(config, "sparsity_map", None)
-    if not smap:
-        raise MiniDiscError(
-            "the model is not prunable (its config has no sparsity_map): "
-            "run --mode sparsify on it first"
-        )
-    entry = smap.get(sparsity_key(sparsity))
-    if entry is None:
-        avail = ", ".join(f"{s:g}" for s in sparsities(smap))
-        raise MiniDiscError(f"sparsity {sparsity:g} is not in the sparsity map (have: {avail})")
-    heads = [config.num_attention_heads - r for r in entry["heads"]]
-    neurons = [config.intermediate_size - r for r in entry["neurons"]]
-    return heads, neurons
-
-
-def truncate_map(smap: SparsityMap, sparsity: float) -> SparsityMap:
-    """Entries at or above `sparsity`: what a model densified at `sparsity` can still reach."""
-    return {k: v for k, v in smap.items() if float(k) >= float(sparsity)}

@@ -1,14 +1,21 @@
-"""Readers for the original GLUE tsv and CoNLL-2003 files.
+"""Readers for the original GLUE tsv and CoNLL-2003 files, and for a user's own files.
 
 GLUE sentences contain `"` characters, so rows are split on tabs with no quote processing,
 and files may start with a UTF-8 BOM. Every malformed row is reported with file and line.
+A user's files (--task_name custom) are CSV, TSV or JSON Lines with named columns, or
+CoNLL-style columns for tagging; their type comes from the extension.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from minidisc.data.examples import PairExample, TagExample
 from minidisc.errors import MiniDiscError
@@ -26,7 +33,7 @@ class GlueLayout:
     names: tuple[str, ...] = ()  # column names of a file without a header, for messages
 
 
-def _open_lines(path: Path) -> list[str]:
+def _read_text(path: Path) -> str:
     if not path.is_file():
         raise MiniDiscError(f"{path}: file not found")
     try:
@@ -40,6 +47,11 @@ def _open_lines(path: Path) -> list[str]:
         line = data[: e.start + bom].count(b"\n") + 1
         raise MiniDiscError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte "
                             f"{e.start + bom})") from None
+    return text
+
+
+def _open_lines(path: Path) -> list[str]:
+    text = _read_text(path)
     # split on newlines only: str.splitlines would also break at U+2028 etc. inside sentences
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
@@ -71,10 +83,8 @@ def read_glue(path: Path, layout: GlueLayout, labels: tuple[str, ...] | None) ->
         if (width is not None and len(cols) != width) or len(cols) < needed:
             expected = width if width is not None else f"at least {needed}"
             named = f" ({', '.join(names)})" if names else ""
-            raise MiniDiscError(
-                f"{path}:{lineno}: malformed row: {len(cols)} columns, expected "
-                f"{expected}{named}"
-            )
+            raise MiniDiscError(f"{path}:{lineno}: malformed row: expected {expected} "
+                                f"tab-separated columns{named}, found {len(cols)}")
         label = None
         if layout.label is not None:
             label = cols[layout.label].strip()
@@ -99,11 +109,17 @@ def read_glue(path: Path, layout: GlueLayout, labels: tuple[str, ...] | None) ->
 
 
 def _columns(names: tuple[str, ...]) -> str:
-    return f"{len(names)} column{'s' * (len(names) != 1)} ({', '.join(names)})"
+    return f"{_plural(len(names), 'column')} ({', '.join(names)})"
 
 
-def read_conll(path: Path, labels: tuple[str, ...]) -> list[TagExample]:
-    """CoNLL-2003: `word ... tag` per line, blank lines between sentences, -DOCSTART- breaks."""
+def read_conll(path: Path, labels: tuple[str, ...] | None, word: int = 0,
+               tag: int = -1) -> list[TagExample]:
+    """CoNLL-2003: `word ... tag` per line, blank lines between sentences, -DOCSTART- breaks.
+
+    `word`/`tag` are column indices (-1 = last); `labels` None accepts any tag (a user's
+    training file, whose tags become the tag set).
+    """
+    needed = max(2, *(i + 1 if i >= 0 else -i for i in (word, tag)))
     out: list[TagExample] = []
     words: list[str] = []
     tags: list[str] = []
@@ -122,16 +138,167 @@ def read_conll(path: Path, labels: tuple[str, ...]) -> list[TagExample]:
         if cols[0] == "-DOCSTART-":
             flush()
             continue
-        if len(cols) < 2:
-            raise MiniDiscError(f"{path}:{lineno}: malformed line: 1 column, expected at "
-                                "least 2 (word ... tag): is the tag missing?")
-        if cols[-1] not in labels:
+        if len(cols) < needed:
             raise MiniDiscError(
-                f"{path}:{lineno}: unknown tag {cols[-1]!r}: expected one of {', '.join(labels)}"
+                f"{path}:{lineno}: malformed line: {_plural(len(cols), 'column')}, expected at "
+                f"least {needed} (word ... tag): is the tag missing?")
+        if labels is not None and cols[tag] not in labels:
+            raise MiniDiscError(
+                f"{path}:{lineno}: unknown tag {cols[tag]!r}: expected one of {', '.join(labels)}"
             )
-        words.append(cols[0])
-        tags.append(cols[-1])
+        words.append(cols[word])
+        tags.append(cols[tag])
     flush()
+    if not out:
+        raise MiniDiscError(f"{path}: no sentences")
+    return out
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+# --- a user's own files (--task_name custom) ----------------------------------------------------
+
+# File type by extension; tagging reads JSON Lines or CoNLL-style columns (any other extension).
+TABLE_TYPES = {".csv": "csv", ".tsv": "tsv", ".json": "jsonl", ".jsonl": "jsonl"}
+
+
+def file_type(path: str | Path, tagging: bool, flag: str) -> str:
+    """csv, tsv, jsonl or (tagging only) columns, from the file's extension."""
+    kind = TABLE_TYPES.get(Path(path).suffix.lower())
+    if tagging:
+        if kind == "csv":
+            raise MiniDiscError(f"{flag} {path}: tagging reads CoNLL-style columns (word ... "
+                                "tag per line; .txt, .conll, .tsv) or JSON Lines, not CSV")
+        return "jsonl" if kind == "jsonl" else "columns"
+    if kind is None:
+        raise MiniDiscError(f"{flag} {path}: unknown file type {Path(path).suffix or '(none)'!r}"
+                            f"; use {', '.join(TABLE_TYPES)}")
+    return kind
+
+
+def _rows(path: Path, kind: str) -> Iterator[tuple[int, dict[str, Any], tuple[str, ...]]]:
+    """(line, row, the row's column names) of a CSV/TSV (header line first) or JSON Lines file.
+
+    TSV cells are split on tabs with no quote processing (like GLUE); CSV follows RFC 4180, so
+    a quoted cell may hold commas and line breaks.
+    """
+    text = _read_text(path)
+    if kind == "jsonl":
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise MiniDiscError(f"{path}:{lineno}: not valid JSON ({e})") from None
+            if not isinstance(row, dict):
+                raise MiniDiscError(f"{path}:{lineno}: expected one JSON object per line "
+                                    f"(JSON Lines), found a {type(row).__name__}")
+            yield lineno, row, tuple(row)
+        return
+    delimiter, quoting = ("\t", csv.QUOTE_NONE) if kind == "tsv" else (",", csv.QUOTE_MINIMAL)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    sep = "tab" if kind == "tsv" else "comma"
+    try:
+        header = tuple(c.strip() for c in next(reader, ()))
+        if not header:
+            raise MiniDiscError(f"{path}: empty file (expected a header line naming the columns)")
+        for cells in reader:
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                raise MiniDiscError(
+                    f"{path}:{reader.line_num}: malformed row: expected {len(header)} "
+                    f"{sep}-separated columns ({', '.join(header)}), found {len(cells)}")
+            yield reader.line_num, dict(zip(header, cells)), header
+    except csv.Error as e:
+        raise MiniDiscError(f"{path}:{reader.line_num}: not valid {kind.upper()} ({e})") from None
+
+
+def _check_names(path: Path, kind: str, lineno: int, row: dict[str, Any],
+                 names: tuple[str, ...], found: tuple[str, ...]) -> None:
+    """A column (CSV/TSV header, line 1) or field (JSON Lines row) that is not there: say
+    which ones are."""
+    for name in names:
+        if name not in row:
+            where, line = ("field", lineno) if kind == "jsonl" else ("column", 1)
+            raise MiniDiscError(f"{path}:{line}: no {where} {name!r} (found: "
+                                f"{', '.join(found) or 'none'})")
+
+
+def _text(value: Any, path: Path, lineno: int, name: str) -> str:
+    if value is None or isinstance(value, (list, dict)):
+        raise MiniDiscError(f"{path}:{lineno}: {name!r} is {json.dumps(value)[:40]}, expected "
+                            "text")
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_table(path: Path, kind: str, text: tuple[str, ...], label: str,
+               labels: tuple[str, ...] | None, numeric: bool,
+               labelled: bool = True) -> list[PairExample]:
+    """Rows of a CSV/TSV/JSONL file as sentence(-pair) examples, read by column name.
+
+    `labels` None accepts any label (the training file, whose labels become the label set);
+    `numeric`: a regression score. Without `labelled` a file may lack the label column (a
+    test file; the first row decides).
+    """
+    out: list[PairExample] = []
+    names: tuple[str, ...] | None = None
+    for lineno, row, found in _rows(path, kind):
+        if names is None:
+            names = (*text, *([label] if labelled or label in row else []))
+        _check_names(path, kind, lineno, row, names, found)
+        a, *b = (_text(row[c], path, lineno, c) for c in text)
+        value = None
+        if label in names:
+            value = _text(row[label], path, lineno, label).strip()
+            if numeric:
+                try:
+                    if not math.isfinite(float(value)):
+                        raise ValueError
+                except ValueError:
+                    raise MiniDiscError(f"{path}:{lineno}: bad label {value!r}: expected a "
+                                        "number") from None
+            elif not value:
+                raise MiniDiscError(f"{path}:{lineno}: empty label ({label!r})")
+            elif labels is not None and value not in labels:
+                raise MiniDiscError(f"{path}:{lineno}: bad label {value!r}: not in the "
+                                    f"training data (labels: {', '.join(labels)})")
+        out.append(PairExample(guid=str(len(out)), text_a=a, text_b=b[0] if b else None,
+                               label=value))
+    if not out:
+        raise MiniDiscError(f"{path}: no examples")
+    return out
+
+
+def read_json_tags(path: Path, words: str, tags: str, labels: tuple[str, ...] | None,
+                   labelled: bool = True) -> list[TagExample]:
+    """JSON Lines with a list of words and a list of tags per line; without `labelled` a file
+    may lack the tags (a test file; the first line decides)."""
+    out: list[TagExample] = []
+    names: tuple[str, ...] | None = None
+    for lineno, row, found in _rows(path, "jsonl"):
+        if names is None:
+            names = (words, *([tags] if labelled or tags in row else []))
+        _check_names(path, "jsonl", lineno, row, names, found)
+        seqs = [row[name] for name in names]
+        for name, seq in zip(names, seqs):
+            if not isinstance(seq, list) or not all(isinstance(x, str) and x for x in seq):
+                raise MiniDiscError(f"{path}:{lineno}: {name!r} must be a list of non-empty "
+                                    "strings")
+        if len(seqs) == 2:
+            if len(seqs[1]) != len(seqs[0]):
+                raise MiniDiscError(f"{path}:{lineno}: {_plural(len(seqs[0]), 'word')} but "
+                                    f"{_plural(len(seqs[1]), 'tag')}")
+            bad = [t for t in seqs[1] if labels is not None and t not in labels]
+            if bad:
+                raise MiniDiscError(f"{path}:{lineno}: unknown tag {bad[0]!r}: not in the "
+                                    f"training data (tags: {', '.join(labels)})")
+        if seqs[0]:
+            out.append(TagExample(guid=str(len(out)), words=seqs[0],
+                                  tags=seqs[1] if len(seqs) == 2 else None))
     if not out:
         raise MiniDiscError(f"{path}: no sentences")
     return out

@@ -1,49 +1,83 @@
-"""The task registry: for each task, its files, column layout, labels, metric and defaults."""
+"""The task registry: for each task, its files, column layout, labels, metric and defaults;
+and `resolve_task`, the one way from the command line's task flags to a Task."""
 
 from __future__ import annotations
 
+import argparse
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from minidisc import metrics
 from minidisc.data.examples import PairExample, TagExample
-from minidisc.data.readers import GlueLayout, read_conll, read_glue
+from minidisc.data.readers import (
+    GlueLayout,
+    file_type,
+    read_conll,
+    read_glue,
+    read_json_tags,
+    read_table,
+)
 from minidisc.errors import MiniDiscError
 
+logger = logging.getLogger(__name__)
+
 CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+TASK_TYPES = ("classification", "regression", "tagging")
+CUSTOM = "custom"  # --task_name of a user's own files
+# The flags of a custom task and the Namespace attributes they set, by split.
+FILE_FLAGS = {"train": "train_file", "dev": "validation_file", "test": "test_file"}
+CUSTOM_FLAGS = (*FILE_FLAGS.values(), "text_columns", "label_column", "task_type")
+
+
+@dataclass(frozen=True)
+class UserFiles:
+    """Where a custom task's examples are: one file per split, and the columns to read (names;
+    for a CoNLL-style columns file, indices as text, None for the defaults: 0 and last)."""
+
+    paths: dict[str, Path]
+    text_columns: tuple[str, ...]
+    label_column: str | None
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    labels: tuple[str, ...]  # empty for regression; the tag set for NER
+    labels: tuple[str, ...]  # empty for regression; the tag set for tagging
     metric: Callable[..., dict[str, float]]
     metric_names: tuple[str, ...]
     selection_metric: str
-    train_layout: GlueLayout | None = None  # None: CoNLL format
+    kind: str = "classification"  # one of TASK_TYPES
+    train_layout: GlueLayout | None = None  # None: CoNLL format (or a user's files)
     test_layout: GlueLayout | None = None
     dev_splits: tuple[str, ...] = ("dev",)  # the first one selects checkpoints
     test_splits: tuple[str, ...] = ("test",)
     submission: dict[str, str] = field(default_factory=dict)  # test split -> GLUE file name
+    files: UserFiles | None = None  # a custom task's files (else <data_dir>/<name>/<split>)
+    score_range: tuple[float, float] | None = None  # predictions are clipped to it (STS-B)
 
     @property
     def is_ner(self) -> bool:
-        return self.train_layout is None
+        return self.kind == "tagging"
 
     @property
     def is_regression(self) -> bool:
-        return not self.labels
+        return self.kind == "regression"
 
     @property
     def num_labels(self) -> int:
         return 1 if self.is_regression else len(self.labels)
 
     def path(self, data_dir: str | Path, split: str) -> Path:
+        if self.files is not None:
+            return self.files.paths[split]
         return Path(data_dir) / self.name / f"{split}.{'txt' if self.is_ner else 'tsv'}"
 
     def read(self, data_dir: str | Path, split: str) -> list[PairExample] | list[TagExample]:
         """Read a split; test splits of GLUE tasks have their own layout (no labels)."""
+        if self.files is not None:
+            return self._read_user(split, self.labels or None)
         folder = Path(data_dir) / self.name
         if not folder.is_dir():
             raise MiniDiscError(
@@ -55,12 +89,35 @@ class Task:
         layout = self.test_layout if split.startswith("test") else self.train_layout
         return read_glue(path, layout, self.labels or None)
 
+    def _read_user(self, split: str, labels: tuple[str, ...] | None
+                   ) -> list[PairExample] | list[TagExample]:
+        """A custom task's split; `labels` None accepts any label (reading the training file,
+        whose labels become the task's). A test file may come without labels."""
+        files, path = self.files, self.files.paths[split]
+        labelled = split != "test"
+        kind = file_type(path, self.is_ner, f"--{FILE_FLAGS[split]}")
+        if kind == "columns":
+            word = int(files.text_columns[0]) if files.text_columns else 0
+            tag = int(files.label_column) if files.label_column is not None else -1
+            return read_conll(path, labels, word, tag)
+        if self.is_ner:
+            return read_json_tags(path, files.text_columns[0], files.label_column, labels,
+                                  labelled)
+        return read_table(path, kind, files.text_columns, files.label_column, labels,
+                          self.is_regression, labelled)
+
+
+def _metric_names(metric: Callable[..., dict[str, float]], kind: str) -> tuple[str, ...]:
+    """What a metric reports, from calling it on a two-example toy input."""
+    sample = {"classification": [0, 1], "regression": [0.0, 1.0], "tagging": [["O"], ["O"]]}
+    return tuple(metric(sample[kind], sample[kind]))
+
 
 def _glue(name: str, labels: tuple[str, ...], metric, selection: str, train: GlueLayout,
           test: GlueLayout, submission: str, **kw) -> Task:
-    names = tuple(metric([0, 1], [0, 1]).keys()) if labels else ("pearson", "spearman", "corr")
-    return Task(name=name, labels=labels, metric=metric, metric_names=names,
-                selection_metric=selection, train_layout=train, test_layout=test,
+    kind = "classification" if labels else "regression"
+    return Task(name=name, labels=labels, metric=metric, metric_names=_metric_names(metric, kind),
+                selection_metric=selection, kind=kind, train_layout=train, test_layout=test,
                 submission=kw.pop("submission_map", {"test": submission}), **kw)
 
 
@@ -83,7 +140,8 @@ TASKS: dict[str, Task] = {
               GlueLayout(text_a=3, text_b=4, label=None, guid=0), "MRPC.tsv"),
         _glue("stsb", (), metrics.pearson_and_spearman, "corr",
               GlueLayout(text_a=7, text_b=8, label=-1, guid=0),
-              GlueLayout(text_a=7, text_b=8, label=None, guid=0), "STS-B.tsv"),
+              GlueLayout(text_a=7, text_b=8, label=None, guid=0), "STS-B.tsv",
+              score_range=(0.0, 5.0)),
         _glue("qqp", BINARY, metrics.acc_and_f1, "acc_and_f1",
               GlueLayout(text_a=3, text_b=4, label=5, guid=0), _pair_test, "QQP.tsv"),
         _glue("mnli", ("contradiction", "entailment", "neutral"), metrics.acc, "acc",
@@ -102,6 +160,73 @@ TASKS: dict[str, Task] = {
         _glue("demo", BINARY, metrics.acc, "acc",
               GlueLayout(text_a=0, text_b=None, label=1, guid=None), _single_test, "DEMO.tsv"),
         Task(name="conll", labels=CONLL_TAGS, metric=metrics.ner_f1,
-             metric_names=("f1", "precision", "recall"), selection_metric="f1"),
+             metric_names=_metric_names(metrics.ner_f1, "tagging"), selection_metric="f1",
+             kind="tagging"),
     )
 }
+
+# How a custom task of each --task_type is scored: (metric, default --selection_metric).
+CUSTOM_SCORING: dict[str, tuple[Callable[..., dict[str, float]], str]] = {
+    "classification": (metrics.acc_and_macro_f1, "acc"),
+    "regression": (metrics.pearson_and_spearman, "corr"),  # the mean of the two, as STS-B
+    "tagging": (metrics.ner_f1, "f1"),
+}
+
+
+def resolve_task(args: argparse.Namespace, read: bool = True) -> Task:
+    """The task the flags name: `args.task_name` (checked and lower-cased by cli.validate) and,
+    for `custom`, the file and column flags; `fetch_glue` (glue/<name>) fetches a missing
+    <data_dir>/<name>/ with HF datasets. A namespace without the custom flags (another tool's)
+    works for registered tasks.
+
+    read=False opens no file: a custom task's labels stay empty (its kind, metric and
+    selection metric are known) and nothing is fetched; cli.validate uses that.
+    """
+    if args.task_name != CUSTOM:
+        task = TASKS[args.task_name]
+        if read and getattr(args, "fetch_glue", False):
+            _fetch(task.name, Path(args.data_dir))
+        return task
+    kind = args.task_type or "classification"
+    metric, selection = CUSTOM_SCORING[kind]
+    columns = tuple(c.strip() for c in (args.text_columns or "").split(",") if c.strip())
+    files = UserFiles({split: Path(getattr(args, flag)) for split, flag in FILE_FLAGS.items()
+                       if getattr(args, flag) is not None}, columns, args.label_column)
+    task = Task(name=CUSTOM, labels=(), metric=metric,
+                metric_names=_metric_names(metric, kind), selection_metric=selection, kind=kind,
+                test_splits=("test",) if "test" in files.paths else (), files=files)
+    if not read or task.is_regression:
+        return task
+    return _with_training_labels(task)
+
+
+def _with_training_labels(task: Task) -> Task:
+    """Class labels (or tags) as the training file has them: text, sorted, so the same file
+    always gives the same label ids. Tagging always has 'O' (untagged words get it)."""
+    found: set[str] = set()
+    for e in task._read_user("train", None):
+        found.update(e.tags if isinstance(e, TagExample) else [e.label])
+    if task.is_ner:
+        found.add("O")
+    path = task.files.paths["train"]
+    if len(found) < 2:
+        raise MiniDiscError(f"--train_file {path}: only one label ({', '.join(found)}): "
+                            f"{task.kind} needs at least two")
+    labels = tuple(sorted(found))
+    logger.info("%d labels from %s: %s", len(labels), path, ", ".join(labels))
+    return replace(task, labels=labels)
+
+
+def _fetch(name: str, data_dir: Path) -> None:
+    """--task_name glue/<name>: write <data_dir>/<name>/ from the hub once; later runs (and
+    --task_name <name>) read that copy offline."""
+    from minidisc.data.download import download
+
+    if (data_dir / name).is_dir():
+        logger.info("glue/%s: reading %s (fetched before; remove it to fetch again)", name,
+                    data_dir / name)
+        return
+    try:
+        download(name, data_dir)
+    except MiniDiscError as e:
+        raise MiniDiscError(f"--task_name glue/{name}: {e}") from None

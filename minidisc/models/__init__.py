@@ -1,4 +1,9 @@
-"""Model registry (model type -> class) and checkpoint loading."""
+"""Model registry (model type -> class) and checkpoint loading.
+
+Importing this package registers the `minidisc_bert` model type with transformers' Auto
+classes, so `AutoModelForSequenceClassification.from_pretrained(ckpt)` needs no
+`trust_remote_code` here (elsewhere the code saved beside each checkpoint serves).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from transformers import BertConfig
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
 from minidisc.data.tasks import Task
 from minidisc.errors import MiniDiscError
 from minidisc.models.sparse_bert import (
+    MiniDiscBertConfig,
     SparseBertForSequenceClassification,
     SparseBertForTokenClassification,
 )
@@ -28,6 +38,13 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {
     for kind, cls in (("cls", SparseBertForSequenceClassification),
                       ("ner", SparseBertForTokenClassification))
 }
+BERT_TYPES = ("bert", MiniDiscBertConfig.model_type)  # config.json model types we load
+
+AutoConfig.register(MiniDiscBertConfig.model_type, MiniDiscBertConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(MiniDiscBertConfig,
+                                            SparseBertForSequenceClassification, exist_ok=True)
+AutoModelForTokenClassification.register(MiniDiscBertConfig, SparseBertForTokenClassification,
+                                         exist_ok=True)
 
 
 def default_model_path() -> str:
@@ -56,7 +73,7 @@ def read_config(path: Path, flag: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise MiniDiscError(f"{flag} {f}: not a model config (a JSON object expected)")
     kind = config.get("model_type", "bert")
-    if kind != "bert":
+    if kind not in BERT_TYPES:
         raise MiniDiscError(f"{flag} {path}: a {kind!r} model, expected a BERT")
     return config
 
@@ -108,15 +125,16 @@ def _first_line(e: BaseException) -> str:
 
 
 def load_model(model_type: str, path: str | Path, task: Task, flag: str) -> nn.Module:
-    """Load any BERT checkpoint folder as `model_type` for `task` (offline)."""
+    """Load any BERT checkpoint folder as `model_type` for `task` (offline); the config gets
+    the task's label names, so every checkpoint saved from it carries them."""
     p = check_checkpoint(path, flag)
     try:
-        config = BertConfig.from_pretrained(p)
+        config = MiniDiscBertConfig.from_dict(read_config(p, flag))
+    except MiniDiscError:
+        raise
     except Exception as e:  # values of the wrong type in an otherwise valid JSON
         raise MiniDiscError(f"{flag} {p / 'config.json'}: not a usable BERT config "
                             f"({_first_line(e)})") from None
-    if config.model_type != "bert":
-        raise MiniDiscError(f"{flag} {p}: a {config.model_type!r} model, expected a BERT")
     cls = MODEL_CLASSES[model_type]
     finetuned = bool(config.architectures) and any(
         a.endswith(("SequenceClassification", "TokenClassification"))
@@ -127,9 +145,9 @@ def load_model(model_type: str, path: str | Path, task: Task, flag: str) -> nn.M
             f"{task.num_labels}"
         )
     config.num_labels = task.num_labels
-    if not task.is_regression:
-        config.id2label = dict(enumerate(task.labels))
-        config.label2id = {lab: i for i, lab in enumerate(task.labels)}
+    names = ("score",) if task.is_regression else task.labels
+    config.id2label = dict(enumerate(names))
+    config.label2id = {lab: i for i, lab in enumerate(names)}
     config.task_name = task.name
     try:
         model = cls.from_pretrained(p, config=config)

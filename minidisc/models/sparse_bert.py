@@ -9,11 +9,18 @@ Narrowing keeps the *first* units of each layer: `sparsify()` slices the weights
 (cheap to switch, used by the sandwich; the slices already save the FLOPs), `densify()` copies
 the kept slices into smaller tensors (less memory, small checkpoints). A layer left with no
 heads or no neurons keeps only its residual path plus the output bias, identically in both.
+
+`save_pretrained` copies this file beside the weights and names its classes in config.json's
+`auto_map` (model type `minidisc_bert`), so transformers' Auto classes load any checkpoint of
+this project with `trust_remote_code=True` in a process without MiniDisc. That is why this
+module imports only torch and transformers (MiniDisc's error type only where it is installed).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +30,68 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertPooler
 
-from minidisc.compression.sparsity_map import keep_counts, truncate_map
-from minidisc.errors import MiniDiscError
+try:  # inside MiniDisc a bad sparsity is a user error (one line, exit 2)
+    from minidisc.errors import MiniDiscError
+except ImportError:  # the copy saved beside a checkpoint, loaded without MiniDisc
+    MiniDiscError = ValueError
+
+SparsityMap = dict[str, dict[str, list[int]]]
+
+
+class MiniDiscBertConfig(BertConfig):
+    """A BERT config of its own model type, so that Auto classes pick these models (a plain
+    BERT class cannot hold ragged layers). Extra keys: `layer_heads`/`layer_neurons` (physical
+    widths of a densified model), `sparsity`, `sparsity_map`, `task_name`."""
+
+    model_type = "minidisc_bert"
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        kwargs.pop("model_type", None)  # a plain BERT's config says "bert": keep the class's
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def get_config_dict(cls, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Take a plain BERT's config.json (MiniLM, checkpoints from before this type) without
+        transformers' model-type mismatch warning."""
+        config, kwargs = super().get_config_dict(*args, **kwargs)
+        if config.get("model_type") == "bert":
+            config = {k: v for k, v in config.items() if k != "model_type"}
+        return config, kwargs
+
+
+def as_minidisc_config(config: BertConfig) -> MiniDiscBertConfig:
+    """Any BERT config, as this model type (the models re-type a plain one they are given)."""
+    if isinstance(config, MiniDiscBertConfig):
+        return config
+    return MiniDiscBertConfig.from_dict(config.to_dict())
+
+
+def sparsity_key(s: float) -> str:
+    """Sparsities are numbers; the map's JSON keys are their `%g` strings."""
+    return f"{float(s):g}"
+
+
+def keep_counts(config: BertConfig, sparsity: float) -> tuple[list[int], list[int]]:
+    """Heads and neurons each layer keeps at `sparsity` (map counts are removals relative to
+    the original full model)."""
+    smap = getattr(config, "sparsity_map", None)
+    if not smap:
+        raise MiniDiscError(
+            "the model is not prunable (its config has no sparsity_map): "
+            "run --mode sparsify on it first"
+        )
+    entry = smap.get(sparsity_key(sparsity))
+    if entry is None:
+        avail = ", ".join(f"{s:g}" for s in sorted(float(k) for k in smap))
+        raise MiniDiscError(f"sparsity {sparsity:g} is not in the sparsity map (have: {avail})")
+    heads = [config.num_attention_heads - r for r in entry["heads"]]
+    neurons = [config.intermediate_size - r for r in entry["neurons"]]
+    return heads, neurons
+
+
+def truncate_map(smap: SparsityMap, sparsity: float) -> SparsityMap:
+    """Entries at or above `sparsity`: what a model densified at `sparsity` can still reach."""
+    return {k: v for k, v in smap.items() if float(k) >= float(sparsity)}
 
 
 def layer_widths(config: BertConfig) -> tuple[list[int], list[int]]:
@@ -162,14 +229,20 @@ class SparseBertEncoder(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         heads, neurons = layer_widths(config)
-        self.layer = nn.ModuleList(SparseBertLayer(config, h, n) for h, n in zip(heads, neurons))
+        with warnings.catch_warnings():  # a layer pruned to no heads or neurons: empty weights
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            self.layer = nn.ModuleList(SparseBertLayer(config, h, n)
+                                       for h, n in zip(heads, neurons))
 
 
 class SparseBertModel(BertPreTrainedModel):
     """Embeddings + narrowable encoder (+ pooler); returns every hidden state."""
 
+    config_class = MiniDiscBertConfig
+
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
-        super().__init__(config)
+        super().__init__(as_minidisc_config(config))
+        config = self.config
         self.embeddings = BertEmbeddings(config)
         self.encoder = SparseBertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
@@ -249,11 +322,13 @@ class SparseBertModel(BertPreTrainedModel):
 class _SparseTaskModel(BertPreTrainedModel):
     """Encoder + dropout + linear head; narrowing goes to the encoder."""
 
+    config_class = MiniDiscBertConfig
     pooled: bool  # classify the pooled [CLS] vector (True) or every token (False)
     output_cls: type
 
     def __init__(self, config: BertConfig):
-        super().__init__(config)
+        super().__init__(as_minidisc_config(config))
+        config = self.config
         self.bert = SparseBertModel(config, add_pooling_layer=self.pooled)
         drop = config.classifier_dropout
         self.dropout = nn.Dropout(config.hidden_dropout_prob if drop is None else drop)
@@ -300,6 +375,12 @@ class SparseBertForTokenClassification(_SparseTaskModel):
 
     pooled = False
     output_cls = TokenClassifierOutput
+
+
+# save_pretrained copies this file and fills config.json's auto_map with these names.
+MiniDiscBertConfig.register_for_auto_class()
+SparseBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+SparseBertForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
 
 
 def encoder_params(hidden: int, head_size: int, heads: Sequence[int],

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from minidisc.cli import check_teacher, parse_spec
 from minidisc.compression.students import check_specs
 from minidisc.data import pipeline
 from minidisc.data.pipeline import Split
-from minidisc.data.tasks import TASKS, Task
+from minidisc.data.tasks import Task, resolve_task
 from minidisc.errors import MiniDiscError
 from minidisc.models import check_checkpoint, default_model_path, load_model
 from minidisc.models.sparse_bert import count_params
@@ -29,6 +31,7 @@ from minidisc.training import evaluate as ev
 from minidisc.training.loop import (
     Evaluation,
     FitResult,
+    Plan,
     TrainConfig,
     TrainStep,
     fit,
@@ -41,12 +44,7 @@ from minidisc.training.state import StopFlag, rng_state, save_state, set_rng_sta
 logger = logging.getLogger(__name__)
 
 
-REPORT_KEYS = ("path", "sparsity", "num_layers", "params", "dev", "test", "predictions")
-
-
-def report_of(record: dict[str, Any]) -> dict[str, Any]:
-    """The `Context.report` part of a stage record (what `final` holds in results.json)."""
-    return {k: record[k] for k in REPORT_KEYS if k in record}
+REPORT_KEYS = ("path", "sparsity", "num_layers", "params", "predictions")  # and split names
 
 
 def run_name(args: argparse.Namespace) -> str:
@@ -78,6 +76,10 @@ class Context:
     saved: dict[str, Any] | None = None  # the state a --resume continues from
     progress: dict[str, Any] = field(default_factory=dict)  # the mode's own, saved with it
     stop: StopFlag = field(default_factory=StopFlag)
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> where it starts
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
+        timespec="seconds"))
+    _majority: dict[str, tuple[str, float] | None] = field(default_factory=dict)
 
     wall_before: float = 0.0  # seconds spent before a --resume
 
@@ -115,6 +117,43 @@ class Context:
                                      self.args.per_device_train_batch_size, self.args.seed,
                                      sampler=sampler)
 
+    def explain(self) -> None:
+        """Log what this run will do (device, models, data, step budget), so the run's log
+        says it without the command line."""
+        rt, args = self.rt, self.args
+        logger.info("%s --mode %s on %s into %s", "resuming" if args.resume else "starting",
+                    args.mode, self.task.name, self.run_dir)
+        device = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu"
+        precision = "fp16" if rt.fp16 else "bf16" if rt.bf16 else "fp32"
+        ranks = f", {rt.world_size} processes" if rt.distributed else ""
+        logger.info("device: %s (%s%s)", device, precision, ranks)
+        for role, m in self.models.items():
+            origin = (f" (the final checkpoint of the run folder {m['run_folder']})"
+                      if "run_folder" in m else "")
+            logger.info("%s: %s%s", role, m["path"], origin)
+        splits = [s for s in (self.train, *self.dev, *self.test) if s is not None]
+        logger.info("examples: %s", ", ".join(f"{s.name} {len(s.examples)}" for s in splits))
+        if self.train is None:
+            logger.info("no training: evaluation%s only",
+                        " and prediction" if args.do_infer else "")
+            return
+        plan = Plan.of(len(self.train_loader()), self.train_config)
+        epochs = args.num_train_epochs
+        batch = " x ".join([str(args.per_device_train_batch_size)]
+                           + [f"{rt.world_size} processes"] * rt.distributed
+                           + [f"{args.num_grad_accum_steps} accumulated"]
+                           * (args.num_grad_accum_steps > 1))
+        logger.info("each training: %g epoch%s x %d steps per epoch = %d steps (batch %s); "
+                    "evaluation every %d steps and at the end, by %s %s; early stop after %d "
+                    "steps without a better score", epochs, "" if epochs == 1 else "s",
+                    plan.steps_per_epoch, plan.total, batch, args.log_interval,
+                    self.dev[0].name, self.selection, plan.patience)
+
+    def report_of(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The `report` part of a stage record (what `final` holds in results.json)."""
+        keys = (*REPORT_KEYS, *(s.name for s in (*self.dev, *self.test)))
+        return {k: record[k] for k in keys if k in record}
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Metrics on the selection dev set (the first one; MNLI: matched)."""
         metrics, _ = self.evaluate_split(model, self.dev[0])
@@ -136,17 +175,12 @@ class Context:
                 "sparsity": float(getattr(teacher.config, "sparsity", 0) or 0),
                 "num_layers": teacher.config.num_hidden_layers,
                 "params": count_params(teacher),
-                "dev": {self.dev[0].name: self.evaluate(teacher)}}
+                self.dev[0].name: self.evaluate(teacher)}
         return teacher, info
 
     def check_specs(self, teacher: nn.Module, specs: list[tuple[str, float]]) -> None:
-        """Student/TA specs must be buildable from this teacher; say which checkpoint is not
-        prunable when a sparsity is asked of it."""
-        if any(kind == "sparsity" for kind, _ in specs) and not getattr(
-                teacher.config, "sparsity_map", None):
-            raise MiniDiscError(
-                f"--teacher_model_path {self.teacher_path}: not prunable (no sparsity map); "
-                "run --mode sparsify on it first")
+        """Student/TA specs must be buildable from this teacher (that it is prunable where a
+        sparsity is asked of it, cli.check_teacher checked up front)."""
         check_specs(teacher.config, specs)
 
     def run_fit(self, model: nn.Module, train_step: TrainStep,
@@ -185,7 +219,9 @@ class Context:
                              for k, v in model.state_dict().items()})
                 self.save(model, path)
 
-            return Evaluation(metrics[self.selection], {"dev": metrics}, keep)
+            split = self.dev[0].name
+            return Evaluation(metrics[self.selection], {split: metrics}, keep,
+                              name=f"{split} {self.selection}")
 
         result = self.run_fit(model, single_loss(compute_loss), evaluate, desc, stage=desc)
         model.load_state_dict(best)
@@ -197,13 +233,14 @@ class Context:
     def report(self, model: nn.Module, folder: Path, path: str,
                final: bool = True) -> dict[str, Any]:
         """Numbers of a saved model: every dev set; for the final model also the test metric
-        where labelled and the prediction files."""
+        where labelled and the prediction files. Metrics sit under their split's name
+        (`dev.acc`; MNLI: `dev_matched.acc`, `dev_mismatched.acc`)."""
         out: dict[str, Any] = {
             "path": path,
             "sparsity": float(getattr(model.config, "sparsity", 0) or 0),
             "num_layers": model.config.num_hidden_layers,
             "params": count_params(model),
-            "dev": {s.name: self.evaluate_split(model, s)[0] for s in self.dev},
+            **{s.name: self.evaluate_split(model, s)[0] for s in self.dev},
         }
         for split in self.test if final else []:
             metrics, preds = self.evaluate_split(model, split)
@@ -211,7 +248,7 @@ class Context:
                 if metrics is None:
                     logger.warning("%s has no labels: no test metric (use --do_infer)", split.name)
                 else:
-                    out.setdefault("test", {})[split.name] = metrics
+                    out[split.name] = metrics
             if self.args.do_infer and self.rt.is_main:
                 written = ev.write_predictions(self.task, split, preds, folder)
                 out.setdefault("predictions", []).append(written.name)
@@ -222,11 +259,26 @@ class Context:
         preds = ev.predict(model, self.eval_loader(split), self.task, self.rt)
         metrics = ev.score(self.task, split, preds) if split.has_labels else None
         self.eval_time_s += time.perf_counter() - tick
+        if metrics is not None and self.rt.is_main:
+            self._warn_one_class(split, preds)
         return metrics, preds
+
+    def _warn_one_class(self, split: Split, preds: list) -> None:
+        """An accuracy equal to the majority-class rate means the model has learnt to answer
+        one class whatever the input: say so, the metric alone looks plausible."""
+        if split.name not in self._majority:
+            self._majority[split.name] = ev.majority_class(self.task, split)
+        majority = self._majority[split.name]
+        if majority is None:
+            return
+        acc = ev.accuracy(self.task, split, preds)
+        if abs(acc - majority[1]) <= 1e-9:
+            logger.warning("%s acc %.4f equals the majority-class rate (%r is %.2f%% of %s): "
+                           "the model predicts one class", split.name, acc, majority[0],
+                           100 * majority[1], split.name)
 
 
 def prepare(args: argparse.Namespace) -> Context:
-    task = TASKS[args.task_name]
     rt = setup(args.use_cpu, args.use_fp16, args.local_rank, args.use_bf16)
     set_seed(args.seed)
     if args.teacher_model_path is None:
@@ -234,9 +286,16 @@ def prepare(args: argparse.Namespace) -> Context:
     else:
         teacher = check_checkpoint(resolve_checkpoint(args.teacher_model_path),
                                    "--teacher_model_path")
+    models = {"teacher": _origin(teacher, args.teacher_model_path)}
     if args.student_model_path is not None:
+        given = args.student_model_path
         args.student_model_path = str(check_checkpoint(
-            resolve_checkpoint(args.student_model_path), "--student_model_path"))
+            resolve_checkpoint(given), "--student_model_path"))
+        models["student"] = _origin(args.student_model_path, given)
+    elif args.mode == "distill" and parse_spec(args.layer_or_sparsity)[0] == "path":
+        models["student"] = _origin(args.layer_or_sparsity, args.layer_or_sparsity)
+    task = resolve_task(args)
+    check_teacher(args, teacher, task)
     tok = pipeline.load_tokenizer(teacher, args.use_slow_tokenizer)
 
     def load(split: str) -> Split:
@@ -249,4 +308,12 @@ def prepare(args: argparse.Namespace) -> Context:
         raise MiniDiscError(f"{task.path(args.data_dir, dev[0].name)}: dev set has no labels")
     return Context(args=args, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
                    run_dir=Path(args.output_dir) / run_name(args), train=train, dev=dev,
-                   test=test)
+                   test=test, models=models)
+
+
+def _origin(checkpoint: str | Path, given: str | Path | None) -> dict[str, str]:
+    """A starting model's absolute path, and the run folder it was resolved from if any."""
+    out = {"path": str(Path(checkpoint).resolve())}
+    if given is not None and Path(given).resolve() != Path(out["path"]):
+        out["run_folder"] = str(Path(given).resolve())
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from minidisc.cli import parse_spec
 from minidisc.compression.losses import Objective, distill_loss, objective_for
 from minidisc.compression.students import drop_layers, narrow
 from minidisc.modes.common import Context
+
+logger = logging.getLogger(__name__)
 
 
 def build_student(ctx: Context, teacher: nn.Module, spec: tuple) -> nn.Module:
@@ -74,6 +77,10 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     if spec[0] != "path":
         ctx.check_specs(teacher, [spec])
     student = build_student(ctx, teacher, spec)
+    if ctx.rt.is_main:
+        logger.info("distill: one student (%s) from the teacher, objective %s",
+                    spec[1] if spec[0] == "path" else ctx.args.layer_or_sparsity,
+                    objective_for(args.model_type, args.objective).name)
     train = distill_stage(ctx, teacher, student, folder / "model", f"distill {spec[1]}")
     return {"teacher": teacher_info, "student_spec": args.layer_or_sparsity,
             "objective": objective_for(args.model_type, args.objective).name,

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from minidisc.cli import parse_path
-from minidisc.modes.common import Context, report_of
+from minidisc.modes.common import Context
 from minidisc.modes.distill import build_student, distill_stage
+
+logger = logging.getLogger(__name__)
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
     teacher, teacher_info = ctx.load_teacher()
     path = parse_path(ctx.args.layer_or_sparsity_path)
     ctx.check_specs(teacher, path)
+    names = [f"{v:g}{'L' if kind == 'layer' else 'S'}" for kind, v in path]
+    if ctx.rt.is_main:
+        logger.info("maxidisc: %d stages, teacher -> %s (each trained model teaches the next)",
+                    len(path), " -> ".join(names))
     stages = ctx.progress.setdefault("stages", [])  # finished stages survive a --resume
     if stages:
         teacher = ctx.load(folder / stages[-1]["path"], "--resume").eval().requires_grad_(False)
-    for i, spec in enumerate(path, start=1):
+    for i, (spec, name) in enumerate(zip(path, names), start=1):
         if i <= len(stages):
             continue
-        name = f"{spec[1]:g}{'L' if spec[0] == 'layer' else 'S'}"
         student = build_student(ctx, teacher, spec)
         ckpt = f"stage_{i}_{name}"
         train = distill_stage(ctx, teacher, student, folder / ckpt, f"maxidisc stage {i} {name}")
@@ -28,6 +34,6 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         stages.append({"stage": i, "spec": name, "train": train,
                        **ctx.report(student, folder, ckpt, final=last)})
         teacher = student.eval().requires_grad_(False)
-    final = report_of(stages[-1])
+    final = ctx.report_of(stages[-1])
     return {"teacher": teacher_info, "path": ctx.args.layer_or_sparsity_path, "stages": stages,
             "final": final}

@@ -26,7 +26,7 @@ from minidisc.compression.schedule import choose_sparsity, tradeoff
 from minidisc.compression.sparsity_map import sparsities, sparsity_key
 from minidisc.compression.students import narrow
 from minidisc.errors import MiniDiscError
-from minidisc.modes.common import Context, report_of
+from minidisc.modes.common import Context
 from minidisc.modes.distill import Distiller
 from minidisc.training.loop import Evaluation
 from minidisc.training.state import NumericalError
@@ -78,6 +78,31 @@ def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]):
     return step
 
 
+def choice_line(it: int, chosen: float, best: dict[str, float], t_sparsity: float,
+                target: float, lam: float, is_final: bool, metric: str,
+                above_target: bool = False) -> str:
+    """One line per iteration: the sparsity kept and why (`best`: best dev metric per
+    candidate sparsity key; `metric` names it, e.g. "dev acc_and_f1")."""
+
+    def terms(s: float) -> str:
+        m = best[sparsity_key(s)]
+        return f"tradeoff {tradeoff(m, s, lam):.4f}: {metric} {m:.4f} + {lam:g}·{s / 100:.2f}"
+
+    if chosen != target:
+        return (f"iteration {it}: chose {chosen:g}S as TA ({terms(chosen)}; the target "
+                f"{target:g}S: {terms(target)})")
+    if is_final:
+        reason = "it is the final iteration"
+    else:
+        eligible = [float(k) for k in best if t_sparsity <= float(k)
+                    and (above_target or float(k) <= target)]
+        top = max(eligible, key=lambda s: (tradeoff(best[sparsity_key(s)], s, lam), s))
+        reason = (f"{top:g}S, above the target, has the highest tradeoff ({terms(top)}) and "
+                  "the target takes its place" if top > target
+                  else f"the target's tradeoff is the highest ({terms(target)})")
+    return f"iteration {it}: chose the target {target:g}S: no TA, because {reason}"
+
+
 class BestTarget:
     """The best target-sparsity model of the whole trial, by dev metric: in memory, and on
     disk in the staging folder (so a --resume still has it)."""
@@ -114,6 +139,11 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
         cands = [target]  # plain distillation from the TA, like MaxiDisc's last stage
     # On the final iteration the choice is the target whatever the others score.
     scored = [target] if is_final else cands
+    metric = f"{ctx.dev[0].name} {ctx.selection}"
+    if ctx.rt.is_main:
+        logger.info("iteration %d of at most %d: teacher %gS; trains %s; scores %s", it,
+                    args.target_iteration, t_sparsity, " ".join(f"{s:g}S" for s in cands),
+                    "only the target (final iteration)" if is_final else "each of them")
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     distiller = Distiller(ctx, teacher)
     ckpt = f"ckpt_iter_{it}"
@@ -161,16 +191,22 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
         dev = {sparsity_key(s): now[s] for s in scored}
         score = tradeoff(best[sparsity_key(chosen)], chosen, args.lam)
         if ctx.rt.is_main:
-            logger.info("iteration %d step %d: dev %s %s; chose %gS (tradeoff %.4f)", it, step,
-                        ctx.selection, " ".join(f"{s}S={v:.4f}" for s, v in dev.items()),
-                        chosen, score)
-        return Evaluation(score, {"dev": dev, "chosen": chosen}, keep)
+            trades = {k: tradeoff(v, float(k), args.lam) for k, v in best.items()}
+            logger.info("iteration %d step %d: %s %s; tradeoff (best %s + %g·s/100) %s; "
+                        "chose %gS", it, step, metric,
+                        " ".join(f"{s}S={v:.4f}" for s, v in dev.items()), metric, args.lam,
+                        " ".join(f"{s}S={v:.4f}" for s, v in trades.items()), chosen)
+        return Evaluation(score, {"dev": dev, "chosen": chosen}, keep,
+                          name=f"{chosen:g}S tradeoff")
 
     started = time.perf_counter()
     train = ctx.run_fit(student, train_step, evaluate, f"minidisc iter {it}",
                         stage=f"minidisc iteration {it}")
     ta = kept.get("model") or ctx.load(folder / ckpt, "--resume").eval().requires_grad_(False)
     chosen = float(state["chosen"])
+    if ctx.rt.is_main:
+        logger.info("%s", choice_line(it, chosen, best, t_sparsity, target, args.lam, is_final,
+                                      metric, args.candidates_above_target))
     # the report of the model that ends the trial carries the test metric and predictions
     ends_trial = chosen == target and best_target.is_from(it)
     record = {
@@ -199,6 +235,14 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     if target <= teacher_info["sparsity"]:
         raise MiniDiscError(f"--target_sparsity {target:g} is not above the teacher's "
                             f"sparsity {teacher_info['sparsity']:g}")
+    if ctx.rt.is_main:
+        first = candidates(teacher.config.sparsity_map, teacher_info["sparsity"],
+                           args.trunc_sparsity, target, args.candidates_above_target)
+        logger.info("minidisc: at most %d iterations to %gS; each keeps the candidate with the "
+                    "highest tradeoff (best %s %s + %g·s/100) as the next teacher (the last "
+                    "keeps the target); iteration 1 candidates: %s", args.target_iteration,
+                    target, ctx.dev[0].name, ctx.selection, args.lam,
+                    " ".join(f"{s:g}S" for s in first))
     iterations = ctx.progress.setdefault("iterations", [])  # finished ones survive --resume
     if iterations:
         teacher = ctx.load(folder / iterations[-1]["path"], "--resume").eval()
@@ -211,7 +255,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         iterations.append(record)
     last = iterations[-1]
     if best_target.is_from(last["iteration"]) or best_target.model is None:
-        final = report_of(last)  # the last iteration's checkpoint is the student
+        final = ctx.report_of(last)  # the last iteration's checkpoint is the student
     else:
         # an earlier iteration's sandwich trained a better target-sparsity model
         path = f"student_iter_{best_target.info['iteration']}"
@@ -219,7 +263,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
             os.replace(best_target.path, folder / path)
         logger.info("final student: the %g%% model of iteration %d (dev %s %.4f)", target,
                     best_target.info["iteration"], ctx.selection, best_target.info["score"])
-        final = report_of(ctx.report(best_target.model, folder, path, final=True))
+        final = ctx.report_of(ctx.report(best_target.model, folder, path, final=True))
     if ctx.rt.is_main:
         shutil.rmtree(best_target.path, ignore_errors=True)
     tas = [r["chosen"] for r in iterations if r["chosen"] != target]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +45,14 @@ def predict(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime) -> l
 
 
 def as_labels(task: Task, split: Split, preds: list[Any]) -> list[Any]:
-    """Predictions in the task's own vocabulary; words cut by --max_length are tagged 'O'."""
+    """Predictions in the task's own vocabulary; words cut by --max_length are tagged 'O';
+    scores are clipped to the task's range where it has one (STS-B: 0..5)."""
     if task.is_ner:
         return [[task.labels[t] for t in p] + ["O"] * (len(e.words) - len(p))
                 for p, e in zip(preds, split.examples)]
     if task.is_regression:
-        return [min(5.0, max(0.0, float(p))) for p in preds]
+        lo, hi = task.score_range or (-math.inf, math.inf)
+        return [min(hi, max(lo, float(p))) for p in preds]
     return [task.labels[p] for p in preds]
 
 
@@ -60,16 +64,31 @@ def score(task: Task, split: Split, preds: list[Any]) -> dict[str, float]:
     return task.metric(preds, [task.labels.index(e.label) for e in split.examples])
 
 
+def majority_class(task: Task, split: Split) -> tuple[str, float] | None:
+    """The most frequent gold label of a labelled classification split and its share (what a
+    model that predicts one class scores); None for regression and tagging."""
+    if task.is_ner or task.is_regression or not split.has_labels:
+        return None
+    label, n = Counter(e.label for e in split.examples).most_common(1)[0]
+    return label, n / len(split.examples)
+
+
+def accuracy(task: Task, split: Split, preds: list[Any]) -> float:
+    golds = [task.labels.index(e.label) for e in split.examples]
+    return sum(p == g for p, g in zip(preds, golds)) / len(golds)
+
+
 def evaluate(model: nn.Module, split: Split, loader: EvalBatches, task: Task,
              rt: Runtime) -> dict[str, float]:
     return score(task, split, predict(model, loader, task, rt))
 
 
 def write_predictions(task: Task, split: Split, preds: list[Any], folder: Path) -> Path:
-    """GLUE: the submission file (`index<TAB>prediction`); CoNLL: word, [gold,] prediction."""
+    """GLUE: the submission file (`index<TAB>prediction`); tagging: word, [gold,] prediction
+    per line, CoNLL-style."""
     labels = as_labels(task, split, preds)
     if task.is_ner:
-        path = folder / f"conll_{split.name}_predictions.txt"
+        path = folder / f"{task.name}_{split.name}_predictions.txt"
         lines = []
         for e, tags in zip(split.examples, labels):
             gold = e.tags or [None] * len(e.words)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_scheduler
 
 from minidisc.training.runtime import Runtime
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Evaluation:
-    """What a mode reports at an evaluation: the score to maximise and how to keep the model.
+    """What a mode reports at an evaluation: the score to maximise, what it is (the log line
+    names it, e.g. "dev acc_and_f1"), and how to keep the model.
 
     `save` runs on every process when the score is the best so far (each keeps the model in
     memory; only the main process writes files)."""
@@ -48,6 +50,7 @@ class Evaluation:
     score: float
     metrics: dict[str, Any] = field(default_factory=dict)
     save: Callable[[], None] | None = None
+    name: str = "score"
 
 
 Backward = Callable[[torch.Tensor], None]
@@ -114,6 +117,21 @@ class FitResult:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The step budget of one training, as the loop counts it (optimiser steps)."""
+
+    steps_per_epoch: int
+    total: int
+    patience: int
+
+    @classmethod
+    def of(cls, batches: int, cfg: TrainConfig) -> Plan:
+        per_epoch = max(1, math.ceil(batches / cfg.num_grad_accum_steps))
+        return cls(per_epoch, max(1, int(per_epoch * cfg.num_train_epochs)),
+                   max(1, int(cfg.num_patience_epochs * per_epoch)))
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and LayerNorm weights."""
     decay, no_decay = [], []
@@ -133,9 +151,8 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
     """Train until the step budget, early stop, or a stop request; `resume` is a dict that
     `on_state` was given earlier (the model, optimiser, ... and the FitState)."""
     accum = cfg.num_grad_accum_steps
-    steps_per_epoch = max(1, math.ceil(len(loader) / accum))
-    total = max(1, int(steps_per_epoch * cfg.num_train_epochs))
-    patience = max(1, int(cfg.num_patience_epochs * steps_per_epoch))
+    plan = Plan.of(len(loader), cfg)
+    total, patience = plan.total, plan.patience
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
     scheduler = get_scheduler(cfg.lr_scheduler_type, optimizer,
                               num_warmup_steps=int(total * cfg.warmup_proportion),
@@ -164,9 +181,9 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                 "fit": dataclasses.asdict(st)}
 
     running = 0.0
-    bar = tqdm(total=total, initial=st.step, desc=desc, disable=not rt.is_main,
-               dynamic_ncols=True)
-    try:
+    # log lines print above the bar, not through it
+    with logging_redirect_tqdm(), tqdm(total=total, initial=st.step, desc=desc,
+                                       disable=not rt.is_main, dynamic_ncols=True) as bar:
         model.train()
         while st.step < total and not st.stopped_early:
             if replay:  # the epoch the state was saved in: same order, skip what was done
@@ -215,8 +232,8 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                         if ev.save is not None:
                             ev.save()
                     if rt.is_main:
-                        bar.write(f"step {st.step}: score {ev.score:.4f} "
-                                  f"(best {st.best:.4f} at {st.best_step})")
+                        logger.info("%s step %d/%d: %s %.4f (best %.4f at step %d)", desc,
+                                    st.step, total, ev.name, ev.score, st.best, st.best_step)
                     if st.step - st.best_step >= patience:
                         logger.info("early stop: no better score for %d steps",
                                     st.step - st.best_step)
@@ -231,8 +248,6 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                     break
             else:
                 st.epoch, st.batches_done = st.epoch + 1, 0
-    finally:
-        bar.close()
     rt.barrier()
     st.wall_time_s = wall_before + time.perf_counter() - start
     return FitResult(best_score=st.best, best_step=st.best_step, steps=st.step,

@@ -5,6 +5,8 @@ when it succeeds; an earlier run folder of the same name is moved aside, not del
 Checkpoints inside a run are saved to a temporary folder and swapped in by rename.
 One run at a time writes a run name: `<output_dir>/.<run name>.lock` holds the pid of the run
 writing it; a second run is refused while that process lives, a dead one's lock is taken over.
+Each run folder keeps its own log (`run.log`) and results.json records where the run came from
+(versions, git commit, starting models), so a folder explains itself without the console.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RESULTS = "results.json"  # the one name of a run's record (minidisc.report reads it too)
+RUN_LOG = "run.log"  # the run's log records, INFO and above, without progress bars
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOCK_SETTLE_S = 2.0  # how long a lock file may stay empty while its creator writes its pid
 
 
@@ -141,6 +147,32 @@ def save_checkpoint(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: 
         shutil.rmtree(old)
 
 
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def provenance(started_at: str, models: dict[str, Any]) -> dict[str, Any]:
+    """Where a run's numbers came from: when, which code (versions, git commit; `git_dirty`:
+    tracked files differ from it) and which starting checkpoints. Git fields are None outside
+    a git checkout."""
+    import torch
+    import transformers
+
+    import minidisc
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"started_at": started_at, "minidisc": minidisc.__version__,
+            "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "git_commit": commit,
+            "git_dirty": None if status is None else bool(status), "models": models}
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
@@ -152,6 +184,8 @@ class RunFolder:
 
     A run stopped by a signal or a numerical fault keeps its staging folder (its saved state
     and last good checkpoints); `resume=True` adopts the newest such folder of the same run.
+    While open, the package's log records also go to the staging folder's `run.log` (appended
+    to on --resume), so the log moves into place with the run.
     """
 
     def __init__(self, final: Path, is_main: bool = True, resume: bool = False):
@@ -161,6 +195,8 @@ class RunFolder:
         self.staging = final.with_name(f".{final.name}.staging-{os.getpid()}")
         self.lock = RunLock(final)
         self._made_parent = False
+        self._log: logging.FileHandler | None = None
+        self._level = logging.NOTSET
 
     def interrupted(self) -> list[Path]:
         """Staging folders of earlier runs of this name that saved a state, newest first."""
@@ -178,10 +214,37 @@ class RunFolder:
                 raise MiniDiscError(f"--output_dir {parent}: cannot write ({e.strerror})") from None
             self.lock.acquire()  # before anything is read or written under this run's name
         try:
-            return self._enter()
+            staging = self._enter()
+            if self.is_main:
+                self._open_log()
         except BaseException:
             self._release()
             raise
+        return staging
+
+    def _open_log(self) -> None:
+        """Send the package's records to run.log; INFO is recorded even where the console
+        shows less (the level is restored when the run ends)."""
+        package = logging.getLogger("minidisc")
+        self._log = logging.FileHandler(self.staging / RUN_LOG, encoding="utf-8")
+        self._log.setLevel(logging.INFO)
+        self._log.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%d %H:%M:%S"))
+        self._level = package.level
+        if not package.isEnabledFor(logging.INFO):
+            package.setLevel(logging.INFO)
+        package.addHandler(self._log)
+
+    def _close_log(self, exc: BaseException | None) -> None:
+        if self._log is None:
+            return
+        if getattr(exc, "keeps_state", False):  # the kept folder's log says why it stopped
+            self._log.emit(logging.LogRecord("minidisc", logging.ERROR, __file__, 0,
+                                             "stopped: %s", (exc,), None))
+        package = logging.getLogger("minidisc")
+        package.removeHandler(self._log)
+        package.setLevel(self._level)
+        self._log.close()
+        self._log = None
 
     def _release(self) -> None:
         """Drop the lock; an output folder this run created and left empty goes too."""
@@ -212,6 +275,7 @@ class RunFolder:
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.is_main:
             return
+        self._close_log(exc)
         try:
             self._exit(exc_type, exc)
         finally:
