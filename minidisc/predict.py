@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from minidisc.cli import _Parser
 from minidisc.data import pipeline, readers
 from minidisc.data.examples import PairExample, TagExample
-from minidisc.data.tasks import CUSTOM, CUSTOM_SCORING, TASKS, Task, _metric_names
+from minidisc.data.tasks import CUSTOM, TASKS, Task, custom_task
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.main import configure_logging
 from minidisc.models import check_checkpoint, load_model, read_config
@@ -88,9 +88,7 @@ def _custom_task(config: dict[str, Any]) -> Task:
     else:
         kind = "classification"
     labels = () if kind == "regression" else tuple(id2label[i] for i in sorted(id2label))
-    metric, selection = CUSTOM_SCORING[kind]
-    return Task(name=CUSTOM, labels=labels, metric=metric,
-                metric_names=_metric_names(metric, kind), selection_metric=selection, kind=kind)
+    return custom_task(kind, labels)
 
 
 def _table_columns(task: Task, text_columns: Sequence[str]) -> tuple[str, ...]:

@@ -173,6 +173,16 @@ CUSTOM_SCORING: dict[str, tuple[Callable[..., dict[str, float]], str]] = {
 }
 
 
+def custom_task(kind: str, labels: tuple[str, ...] = (), files: UserFiles | None = None) -> Task:
+    """A user's task of one --task_type: scored by CUSTOM_SCORING, read from `files` (None:
+    predict only, labels from a checkpoint)."""
+    metric, selection = CUSTOM_SCORING[kind]
+    return Task(name=CUSTOM, labels=labels, metric=metric,
+                metric_names=_metric_names(metric, kind), selection_metric=selection, kind=kind,
+                test_splits=("test",) if files is not None and "test" in files.paths else (),
+                files=files)
+
+
 def resolve_task(args: argparse.Namespace, read: bool = True) -> Task:
     """The task the flags name: `args.task_name` (checked and lower-cased by cli.validate) and,
     for `custom`, the file and column flags; `fetch_glue` (glue/<name>) fetches a missing
@@ -187,14 +197,10 @@ def resolve_task(args: argparse.Namespace, read: bool = True) -> Task:
         if read and getattr(args, "fetch_glue", False):
             _fetch(task.name, Path(args.data_dir))
         return task
-    kind = args.task_type or "classification"
-    metric, selection = CUSTOM_SCORING[kind]
     columns = tuple(c.strip() for c in (args.text_columns or "").split(",") if c.strip())
     files = UserFiles({split: Path(getattr(args, flag)) for split, flag in FILE_FLAGS.items()
                        if getattr(args, flag) is not None}, columns, args.label_column)
-    task = Task(name=CUSTOM, labels=(), metric=metric,
-                metric_names=_metric_names(metric, kind), selection_metric=selection, kind=kind,
-                test_splits=("test",) if "test" in files.paths else (), files=files)
+    task = custom_task(args.task_type or "classification", files=files)
     if not read or task.is_regression:
         return task
     return _with_training_labels(task)
