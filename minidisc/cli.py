@@ -189,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="minidisc: candidates trained per step: 'all', or K = the smallest and the "
         "largest plus K others drawn at random (seeded) each step",
     )
+    g.add_argument(
+        "--candidate_eval_every", type=int, default=1,
+        help="minidisc: score the candidates other than the target at every N-th evaluation "
+        "(the first and the last always); the target is scored at every one. The choice "
+        "compares every candidate's best over the same evaluations. 1: all, every time",
+    )
     return p
 
 
@@ -260,7 +266,7 @@ def parse_path(path: str) -> list[tuple[str, float] | tuple[str, str]]:
 
 
 _AT_LEAST_1 = ("per_device_train_batch_size", "per_device_eval_batch_size", "log_interval",
-               "num_grad_accum_steps", "target_iteration")
+               "num_grad_accum_steps", "target_iteration", "candidate_eval_every")
 _POSITIVE = ("learning_rate", "num_train_epochs", "num_patience_epochs", "max_grad_norm",
              "temperature")
 _NOT_NEGATIVE = ("weight_decay", "lam")

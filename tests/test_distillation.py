@@ -430,3 +430,26 @@ def test_final_student_is_the_best_target_model_of_the_trial(prunable, monkeypat
     saved = SparseBertForSequenceClassification.from_pretrained(run / "student_iter_1")
     assert saved.config.sparsity == 90
     assert (run / "ckpt_iter_2").is_dir()
+
+
+def test_candidates_scored_every_nth_evaluation_on_equal_footing(prunable):
+    """--candidate_eval_every 3: the target at every evaluation, the others at the 1st, 4th,
+    ... and the last; each candidate's best (the target's included) over those only."""
+    root, common, teacher = prunable
+    res = execute(["--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
+                   *FAST_FLAGS, "--num_train_epochs", "3", "--log_interval", "2",
+                   "--final_sandwich", "target", "--candidate_eval_every", "3",
+                   "--model_suffix", "every3"])
+    it = res["iterations"][0]
+    history = it["history"]
+    assert len(history) >= 5
+    last_step = history[-1]["step"]
+    full = [h for h in history if (h["step"] // 2 - 1) % 3 == 0 or h["step"] == last_step]
+    assert 2 <= len(full) < len(history)
+    for h in history:
+        expect = it["candidates"] if h in full else ["90"]
+        assert list(h["dev"]) == expect
+    for key in it["candidates"]:
+        assert it["best_metric"][key] == max(h["dev"][key] for h in full)
+    best = {float(k): v for k, v in it["best_metric"].items()}
+    assert it["chosen"] == choose_sparsity(best, 0, 90, 0.2, is_final=False)

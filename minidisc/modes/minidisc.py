@@ -28,7 +28,7 @@ from minidisc.compression.students import narrow
 from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context
 from minidisc.modes.distill import Distiller
-from minidisc.training.loop import Evaluation
+from minidisc.training.loop import Evaluation, Plan
 from minidisc.training.state import NumericalError
 
 logger = logging.getLogger(__name__)
@@ -139,11 +139,14 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
         cands = [target]  # plain distillation from the TA, like MaxiDisc's last stage
     # On the final iteration the choice is the target whatever the others score.
     scored = [target] if is_final else cands
+    every = args.candidate_eval_every
     metric = f"{ctx.dev[0].name} {ctx.selection}"
     if ctx.rt.is_main:
         logger.info("iteration %d of at most %d: teacher %gS; trains %s; scores %s", it,
                     args.target_iteration, t_sparsity, " ".join(f"{s:g}S" for s in cands),
-                    "only the target (final iteration)" if is_final else "each of them")
+                    "only the target (final iteration)" if is_final
+                    else "each of them" if every == 1
+                    else f"the target at every evaluation, all at every {every}th")
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     distiller = Distiller(ctx, teacher)
     ckpt = f"ckpt_iter_{it}"
@@ -167,15 +170,24 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
         state["rng"] = list(rng.getstate()[1])
         return sandwich_step(student, distiller, picked)(batch, backward)
 
+    total = Plan.of(len(ctx.train_loader()), ctx.train_config).total
+
+    def scores_all(step: int) -> bool:
+        """Whether this evaluation scores every candidate: the first, every `every`-th and the
+        last do (counted from the step, so a --resume keeps the same cadence)."""
+        return (step // args.log_interval - 1) % every == 0 or step >= total
+
     def evaluate(step: int) -> Evaluation:
         now = {}
-        for s in scored:
+        full = is_final or scores_all(step)
+        for s in scored if full else [target]:
             student.sparsify(s)
             now[s] = ctx.evaluate(student)[ctx.selection]
             if not math.isfinite(now[s]):
                 raise NumericalError(f"minidisc iteration {it}: non-finite dev {ctx.selection} "
                                      f"at step {step} for candidate {s:g}S")
-            best[sparsity_key(s)] = max(best[sparsity_key(s)], now[s])
+            if full:  # the target's best too: every candidate's over the same evaluations
+                best[sparsity_key(s)] = max(best[sparsity_key(s)], now[s])
         student.sparsify(None)
         best_target.offer(student, target, now[target], it, step)
         chosen = choose_sparsity(best, t_sparsity, target, args.lam, is_final,
@@ -188,7 +200,7 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
             state.update(chosen=chosen, step=step)
             ctx.save(ta, folder / ckpt)
 
-        dev = {sparsity_key(s): now[s] for s in scored}
+        dev = {sparsity_key(s): v for s, v in now.items()}
         score = tradeoff(best[sparsity_key(chosen)], chosen, args.lam)
         if ctx.rt.is_main:
             trades = {k: tradeoff(v, float(k), args.lam) for k, v in best.items()}
