@@ -190,8 +190,8 @@ def test_tagging_uses_the_tokenizers_own_frame(tiny_roberta, conll_dir):
     tok = pipeline.load_tokenizer(tiny_roberta, pre_split=True)
     assert "token_type_ids" not in tok.model_input_names
     words = ["john", "visited", "paris"]
-    split = pipeline._encode_tags(TASKS["conll"], [TagExample("0", words, ["B-PER", "O", "B-LOC"])],
-                                  tok, 32)[0]
+    example = TagExample("0", words, ["B-PER", "O", "B-LOC"])
+    split = pipeline._encode_tags(TASKS["conll"], [example], tok, 32)[0]
     assert set(split) == {"input_ids", "attention_mask", "labels"}
     ids = split["input_ids"]
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
@@ -263,3 +263,18 @@ def test_family_must_match_the_checkpoint(flags, message, tiny_roberta, sst2_dir
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_onnx_export_declares_no_token_types(tmp_path):
+    """A RoBERTa graph takes input_ids and attention_mask only (verified in onnxruntime)."""
+    pytest.importorskip("onnxruntime")
+    from minidisc.export import export, ort_session
+
+    model = _prunable(SparseRobertaForTokenClassification, seed=4)
+    model.sparsify(60)
+    model.densify()
+    model.save_pretrained(tmp_path / "student")
+    diff = export(tmp_path / "student", tmp_path / "student.onnx", max_length=12)
+    assert diff is not None and diff <= 1e-4
+    names = [i.name for i in ort_session(tmp_path / "student.onnx").get_inputs()]
+    assert names == ["input_ids", "attention_mask"]
