@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 MODES = ("finetune", "sparsify", "distill", "maxidisc", "minidisc")
 MIN_MAX_LENGTH = 8  # [CLS] + [SEP] + a few tokens: shorter inputs cannot hold a sentence pair
 DEFAULT_MAX_LENGTH = 128  # --max_length when not given (capped at the model's position table)
-MODEL_TYPES = tuple(f"{family}_{kind}" for family in ("sparsebert", "ftbert", "kdbert", "pkdbert")
-                    for kind in ("cls", "ner"))
 DATA_TYPES = ("bert_cls", "bert_ner")
 DEFAULT_DATA_DIR = "datasets"
 
@@ -43,10 +41,11 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from minidisc.compression.losses import OBJECTIVES  # torch: not needed to list MODES
+    from minidisc.models.families import MODEL_TYPES
 
     p = _Parser(
         prog="run.py",
-        description="MiniDisc: finetune, sparsify and distill BERT models with a "
+        description="MiniDisc: finetune, sparsify and distill BERT/RoBERTa models with a "
         "teacher-assistant schedule found in one trial.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -57,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model_type",
         choices=MODEL_TYPES,
         default=None,
-        help="model variant: sparsebert_* (hidden-state + soft-logit distillation), kdbert_* "
-        "(soft + label CE), pkdbert_* (patient KD), ftbert_* (label loss only, no teacher); "
-        "default sparsebert_cls or sparsebert_ner from --data_type",
+        help="model family and objective: <objective><family>_<cls|ner>; family bert or "
+        "roberta (must be the teacher checkpoint's); objective sparse* (hidden-state + "
+        "soft-logit distillation), kd* (soft + label CE; bert), pkd* (patient KD; bert), ft* "
+        "(label loss only, no teacher); default sparse<teacher's family>_cls or _ner from "
+        "--data_type",
     )
     g.add_argument(
         "--teacher_model_path",
@@ -360,7 +361,10 @@ def _check_task(args: argparse.Namespace) -> Task:
 
 
 def validate(args: argparse.Namespace) -> argparse.Namespace:
-    """Checks that need no files; fills derived defaults."""
+    """Checks that need no files (the default model type peeks at the teacher's family);
+    fills derived defaults."""
+    from minidisc.models.families import parse_model_type, peek_family
+
     task = _check_task(args)
     kind = "ner" if task.is_ner else "cls"
     if args.data_type is None:
@@ -370,7 +374,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
             f"--data_type {args.data_type} does not fit task {args.task_name} (use bert_{kind})"
         )
     if args.model_type is None:
-        args.model_type = f"sparsebert_{kind}"
+        args.model_type = peek_family(args.teacher_model_path).model_type("sparse", kind)
+    family, objective, _ = parse_model_type(args.model_type)
     if not args.model_type.endswith(kind):
         raise MiniDiscError(
             f"--model_type {args.model_type} does not fit --data_type {args.data_type}"
@@ -405,11 +410,11 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         parse_path(args.layer_or_sparsity_path)
     if args.mode in ("distill", "maxidisc", "minidisc") and args.teacher_model_path is None:
         raise MiniDiscError(f"--mode {args.mode} needs --teacher_model_path (a finetuned teacher)")
-    if args.mode == "minidisc" and args.model_type.startswith("ftbert") and (
-            args.objective in (None, "ft")):
+    if args.mode == "minidisc" and objective == "ft" and args.objective in (None, "ft"):
+        others = [f"{o}{family.name}_*" for o in family.objectives if o != "ft"]
         raise MiniDiscError(
-            "--mode minidisc distils: use --model_type sparsebert_*, kdbert_* or pkdbert_* "
-            "(ftbert_* trains without a teacher)")
+            f"--mode minidisc distils: use --model_type {', '.join(others)} "
+            f"({args.model_type} trains without a teacher)")
     if args.sandwich_k != "all":
         try:
             k = int(args.sandwich_k)
@@ -422,8 +427,9 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise MiniDiscError("--use_fp16 and --use_bf16 exclude each other: pick one")
     if args.mode == "sparsify" and args.teacher_model_path is None:
         raise MiniDiscError("--mode sparsify needs --teacher_model_path (a finetuned teacher)")
-    if args.mode in ("sparsify",) and not args.model_type.startswith("sparsebert"):
-        raise MiniDiscError("--mode sparsify needs --model_type sparsebert_cls or sparsebert_ner")
+    if args.mode == "sparsify" and objective != "sparse":
+        raise MiniDiscError(f"--mode sparsify needs a sparse* model type: --model_type "
+                            f"{family.model_type('sparse', kind)}")
     if args.mode in ("distill", "maxidisc", "minidisc") or (
             args.mode == "finetune" and not (args.do_test or args.do_infer)):
         args.do_train = True  # these modes exist to train; finetune alone may only evaluate
@@ -487,20 +493,22 @@ def _needs_map(args: argparse.Namespace) -> bool:
 
 
 def check_teacher(args: argparse.Namespace, path: Path, task: Task) -> None:
-    """A teacher (every mode but finetune) must have a trained task head, a sparsity map where
-    a sparsity is asked of it, and (a custom task) the training data's labels; each refusal
-    names the step to run. A different label count is load_model's check."""
+    """A teacher must be of --model_type's family; and (every mode but finetune) have a
+    trained task head, a sparsity map where a sparsity is asked of it, and (a custom task) the
+    training data's labels; each refusal names the step to run. A different label count is
+    load_model's check."""
     from minidisc.compression.losses import objective_for
-    from minidisc.models import read_config
+    from minidisc.models import check_family, read_config
 
+    flag, where = "--teacher_model_path", shlex.quote(str(path))
+    check_family(args.model_type, path, flag)
     if args.mode == "finetune":
         return
-    flag, where = "--teacher_model_path", shlex.quote(str(path))
     # ftbert_* (objective ft) only starts from the teacher's weights: a pretrained one will do
     teaches = args.mode == "sparsify" or objective_for(args.model_type,
                                                        args.objective).needs_teacher
     names = _weight_names(path)
-    if teaches and names is not None and "classifier.weight" not in names:
+    if teaches and names is not None and not any(n.startswith("classifier.") for n in names):
         raise MiniDiscError(
             f"{flag} {path}: its classification head is not trained: finetune it first: "
             f"python run.py --mode finetune {_task_flags(args)} --teacher_model_path {where}, "

@@ -26,6 +26,7 @@ from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.main import configure_logging, execute
 from minidisc.models import load_model
+from minidisc.models.families import peek_family
 from minidisc.report import dev_splits
 
 logger = logging.getLogger("minidisc.demo")
@@ -103,20 +104,21 @@ def run_demo(argv: Sequence[str] | None = None) -> dict:
     teacher_flag = ["--teacher_model_path", a.teacher_model_path] if a.teacher_model_path else []
     logger.info("1/3 finetune the teacher")
     ft = execute(["--mode", "finetune", *common, *teacher_flag, "--do_train", "--do_infer"])
-    ft_dir = out / f"sparsebert_cls_finetune_{a.task_name}"
+    model_type = peek_family(a.teacher_model_path).model_type("sparse", "cls")
+    ft_dir = out / f"{model_type}_finetune_{a.task_name}"
     logger.info("2/3 sparsify it (importance, reorder, sparsity map)")
     execute(["--mode", "sparsify", *common, "--teacher_model_path", str(ft_dir)])
-    sp_dir = out / f"sparsebert_cls_sparsify_{a.task_name}"
+    sp_dir = out / f"{model_type}_sparsify_{a.task_name}"
     logger.info("3/3 minidisc to %g%% sparsity", a.target_sparsity)
     md = execute(["--mode", "minidisc", *common, "--teacher_model_path", str(sp_dir),
                   "--target_sparsity", f"{a.target_sparsity:g}", "--lam", f"{a.lam:g}",
                   "--trunc_sparsity", f"{a.trunc_sparsity:g}",
                   "--learning_rate", "1e-4"])
-    md_dir = out / f"sparsebert_cls_minidisc_{a.target_sparsity:g}S_lam{a.lam:g}_{a.task_name}"
+    md_dir = out / f"{model_type}_minidisc_{a.target_sparsity:g}S_lam{a.lam:g}_{a.task_name}"
 
     task = TASKS[a.task_name]
-    teacher = load_model("sparsebert_cls", sp_dir / "model", task, "teacher")
-    student = load_model("sparsebert_cls", md_dir / md["final"]["path"], task, "student")
+    teacher = load_model(model_type, sp_dir / "model", task, "teacher")
+    student = load_model(model_type, md_dir / md["final"]["path"], task, "student")
     tok = pipeline.load_tokenizer(sp_dir / "model")
     split = pipeline.load_split(task, a.data_dir, task.dev_splits[0], tok, 64)
     loader = pipeline.eval_loader(split, task, tok, 32)

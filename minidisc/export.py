@@ -3,9 +3,10 @@
     python -m minidisc.export STUDENT --onnx OUT.onnx [--max_length 128] [--opset 17] [--no_verify]
 
 STUDENT is a checkpoint folder or a run folder (its final checkpoint). The graph takes int64
-input_ids, attention_mask and token_type_ids with dynamic batch and sequence axes and returns
-logits. A densified student exports at its physical per-layer widths, ragged or zero included.
-The file is verified against PyTorch with onnxruntime before it is renamed into place.
+input_ids, attention_mask and (families whose tokenizer has them: BERT) token_type_ids with
+dynamic batch and sequence axes and returns logits. A densified student exports at its physical
+per-layer widths, ragged or zero included. The file is verified against PyTorch with onnxruntime
+before it is renamed into place.
 
 We use the TorchScript exporter (`dynamo=False`), not torch 2.13's default dynamo one: both
 give the same logits here, but dynamo needs the extra `onnxscript` package, writes the weights
@@ -34,23 +35,18 @@ from transformers import AutoConfig
 
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.main import configure_logging
-from minidisc.models import BERT_TYPES, check_checkpoint
-from minidisc.models.sparse_bert import (
-    SparseBertForSequenceClassification,
-    SparseBertForTokenClassification,
-    layer_widths,
-)
+from minidisc.models import check_checkpoint
+from minidisc.models.families import accepted, family_of_config
 from minidisc.training.outputs import resolve_checkpoint
 
 logger = logging.getLogger("minidisc.export")
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # those a family may take
 TOLERANCE = 1e-4  # max |logit difference| onnxruntime vs PyTorch accepted by the check
 # 14 brought scaled_dot_product_attention; 20 is the TorchScript exporter's newest in torch 2.13
 OPSETS = range(14, 21)
-# Plain BertFor... checkpoints load into the Sparse classes too: the parameter names match.
-HEADS = {"SequenceClassification": SparseBertForSequenceClassification,
-         "TokenClassification": SparseBertForTokenClassification}
+# Plain BertFor.../RobertaFor... checkpoints load into the Sparse classes: the names match.
+HEADS = {"SequenceClassification": "cls", "TokenClassification": "ner"}
 
 
 def _require(module: str) -> Any:
@@ -68,16 +64,18 @@ def load_student(path: str | Path) -> nn.Module:
         config = AutoConfig.from_pretrained(p)
     except (OSError, ValueError) as e:
         raise MiniDiscError(f"student {p}: unreadable config.json ({e})") from None
-    if config.model_type not in BERT_TYPES:
-        raise MiniDiscError(f"student {p}: a {config.model_type!r} model, expected a BERT")
+    family = family_of_config(config.model_type)
+    if family is None:
+        raise MiniDiscError(f"student {p}: a {config.model_type!r} model, expected a "
+                            f"{accepted()}")
     archs = config.architectures or []
-    cls = next((c for a in archs for suffix, c in HEADS.items() if a.endswith(suffix)), None)
-    if cls is None:
+    kind = next((k for a in archs for suffix, k in HEADS.items() if a.endswith(suffix)), None)
+    if kind is None:
         raise MiniDiscError(f"student {p}: a {archs[0] if archs else 'headless'} checkpoint has "
                             "no classification head; export a finetuned or distilled model")
     try:
-        model, info = cls.from_pretrained(p, config=config, dtype=torch.float32,
-                                          output_loading_info=True)
+        model, info = family.task_classes[kind].from_pretrained(
+            p, config=config, dtype=torch.float32, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MiniDiscError(f"student {p}: cannot load weights: {first}") from None
@@ -88,22 +86,28 @@ def load_student(path: str | Path) -> nn.Module:
     return model.eval()
 
 
+def input_names(config: Any) -> tuple[str, ...]:
+    """The inputs a model of this config takes: token_type_ids only where its family has them
+    (a RoBERTa graph declaring them would make every caller feed zeros)."""
+    family = family_of_config(config.model_type)
+    return INPUTS if family is None or family.token_type_ids else INPUTS[:2]
+
+
 class _Logits(nn.Module):
     """The task model with positional inputs and a bare logits output, as ONNX wants them."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, names: Sequence[str]):
         super().__init__()
         self.model = model
+        self.names = tuple(names)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).logits
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, inputs))).logits
 
 
 def random_batch(config: Any, batch: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tokens with the first row padded at the end and a second segment, so the check
-    covers masking and token types."""
+    """Random tokens with the first row padded at the end and (where the model takes token
+    types) a second segment, so the check covers masking and token types."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, config.vocab_size, (batch, length), generator=g)
     mask = torch.ones_like(ids)
@@ -111,7 +115,8 @@ def random_batch(config: Any, batch: int, length: int, seed: int = 0) -> dict[st
     types = torch.zeros_like(ids)
     if config.type_vocab_size > 1:
         types[:, length // 2:] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    return {n: batch[n] for n in input_names(config)}
 
 
 def export_onnx(model: nn.Module, path: Path, max_length: int = 128, opset: int = 17) -> None:
@@ -119,13 +124,14 @@ def export_onnx(model: nn.Module, path: Path, max_length: int = 128, opset: int 
 
     The exporter puts the traced module back into its former mode afterwards: the wrapper is
     made eval first, or a fresh (training-mode) wrapper would leave dropout on in `model`."""
-    axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
+    names = input_names(model.config)
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["logits"] = {0: "batch"} if model.pooled else axes["input_ids"]
     example = random_batch(model.config, 2, max_length)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
-        torch.onnx.export(_Logits(model).eval(), tuple(example[n] for n in INPUTS), str(path),
-                          dynamo=False, opset_version=opset, input_names=list(INPUTS),
+        torch.onnx.export(_Logits(model, names).eval(), tuple(example[n] for n in names),
+                          str(path), dynamo=False, opset_version=opset, input_names=list(names),
                           output_names=["logits"], dynamic_axes=axes)
 
 
@@ -143,7 +149,7 @@ def ort_session(path: Path, threads: int | None = None, spin: bool = True) -> An
 
 
 def numpy_inputs(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {n: batch[n].numpy() for n in INPUTS}
+    return {n: t.numpy() for n, t in batch.items()}
 
 
 @torch.inference_mode()
@@ -178,7 +184,7 @@ def export(student: str | Path, out: str | Path, max_length: int = 128, opset: i
         _require("onnxruntime")
     model = load_student(student)
     length = min(max_length, model.config.max_position_embeddings)
-    heads, neurons = layer_widths(model.config)
+    heads, neurons = model.base_model.physical_widths()
     logger.info("exporting %s: heads per layer %s, FFN neurons per layer %s",
                 type(model).__name__, heads, neurons)
     tmp = out.with_name(f".{out.name}.tmp")

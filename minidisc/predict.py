@@ -40,7 +40,7 @@ from minidisc.data.examples import PairExample, TagExample
 from minidisc.data.tasks import CUSTOM, TASKS, Task, custom_task
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.main import configure_logging
-from minidisc.models import check_checkpoint, load_model, read_config
+from minidisc.models import check_checkpoint, checkpoint_family, load_model, read_config
 from minidisc.training.evaluate import as_labels, model_inputs
 from minidisc.training.outputs import resolve_checkpoint
 from minidisc.training.runtime import Runtime, setup
@@ -278,10 +278,12 @@ def predict(model_path: str | Path, input_path: str | Path, task_name: str | Non
     if not out.parent.is_dir():
         raise MiniDiscError(f"--output {out}: folder {out.parent} not found")
     data = read_input(task, src, text_columns)
-    tok = pipeline.load_tokenizer(ckpt)
+    tok = pipeline.load_tokenizer(ckpt, pre_split=task.is_ner)
     split = encode(task, data.examples, tok, max_length)
     rt = setup(use_cpu, False)
-    model = load_model(f"sparsebert_{'ner' if task.is_ner else 'cls'}", ckpt, task, FLAG)
+    family = checkpoint_family(ckpt, FLAG)
+    model = load_model(family.model_type("sparse", "ner" if task.is_ner else "cls"), ckpt, task,
+                       FLAG)
     logger.info("predicting %d %s with %s on %s", len(split.examples),
                 "sentences" if task.is_ner else "rows", ckpt, rt.device)
     text = data.write(predict_examples(model.to(rt.device), split, task, tok, batch_size, rt))

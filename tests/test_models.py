@@ -16,10 +16,10 @@ from minidisc.compression.sparsity_map import (
 from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError
 from minidisc.models import load_model
+from minidisc.models.families import count_params
 from minidisc.models.sparse_bert import (
     SparseBertForSequenceClassification,
     SparseBertForTokenClassification,
-    count_params,
 )
 
 

@@ -16,7 +16,7 @@ def importance(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], rt: 
                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per layer, the importance of each head and each FFN neuron, normalised per layer by
     its L2 norm so layers compare fairly when all units are ranked together."""
-    heads, neurons = model.bert.widths()
+    heads, neurons = model.base_model.widths()
     if len(set(heads)) > 1 or len(set(neurons)) > 1:
         raise ValueError("importance needs a model with equal layer widths")
     device = rt.device

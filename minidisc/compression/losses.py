@@ -2,10 +2,10 @@
 the loss sees only what the models return, so one objective serves every student kind.
 
 Each objective is one row of the paper's tables and matches the reference's model type of
-the same name (`OBJECTIVES`): `sparse` for sparsebert_*, `kd` for kdbert_*, `pkd` for
-pkdbert_* and `ft` (no teacher at all) for ftbert_*. `sparse_kd` is this project's earlier
-kdbert objective (hidden MSE plus the averaged soft and label losses), kept selectable with
-`--objective sparse_kd`.
+the same name (`OBJECTIVES`): `sparse` for sparsebert_* (and sparseroberta_*), `kd` for
+kdbert_*, `pkd` for pkdbert_* and `ft` (no teacher at all) for ftbert_* (and ftroberta_*).
+`sparse_kd` is this project's earlier kdbert objective (hidden MSE plus the averaged soft and
+label losses), kept selectable with `--objective sparse_kd`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from minidisc.models.families import parse_model_type
 
 
 def align_layers(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
@@ -135,14 +137,12 @@ OBJECTIVES: dict[str, Objective] = {
     "sparse_kd": Objective("sparse_kd", _sparse_kd),
 }
 
-# The reference's model-type prefix decides its loss; --objective overrides it.
-OBJECTIVE_OF_MODEL = {"sparsebert": "sparse", "kdbert": "kd", "pkdbert": "pkd", "ftbert": "ft"}
-
-
 def objective_for(model_type: str, override: str | None = None) -> Objective:
+    """The model type's prefix decides its loss (`sparse` of sparseroberta_cls, models/
+    families.py); --objective overrides it."""
     if override is not None:
         return OBJECTIVES[override]
-    return OBJECTIVES[OBJECTIVE_OF_MODEL[model_type.rsplit("_", 1)[0]]]
+    return OBJECTIVES[parse_model_type(model_type)[1]]
 
 
 def distill_loss(objective: str, student, teacher, batch: dict[str, torch.Tensor], *,

@@ -15,6 +15,7 @@ import torch
 from minidisc.models.sparse_bert import (  # noqa: F401
     SparsityMap,
     keep_counts,
+    map_entry,
     sparsity_key,
     truncate_map,
 )

@@ -7,25 +7,17 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from minidisc.compression.sparsity_map import keep_counts
+from minidisc.compression.sparsity_map import map_entry
 from minidisc.errors import MiniDiscError
 
 
 def drop_layers(teacher: nn.Module, n: int) -> nn.Module:
-    """A copy that keeps the bottom `n` encoder layers (any BERT teacher)."""
+    """A copy that keeps the bottom `n` encoder layers (a teacher of any family)."""
     depth = teacher.config.num_hidden_layers
     if not 1 <= n <= depth:
         raise MiniDiscError(f"student spec {n}L: the teacher has {depth} layers (need 1..{depth})")
     student = copy.deepcopy(teacher)
-    student.bert.encoder.layer = student.bert.encoder.layer[:n]
-    cfg = student.config
-    cfg.num_hidden_layers = n
-    for name in ("layer_heads", "layer_neurons"):
-        if getattr(cfg, name, None):
-            setattr(cfg, name, list(getattr(cfg, name))[:n])
-    if getattr(cfg, "sparsity_map", None):
-        cfg.sparsity_map = {k: {kind: v[:n] for kind, v in entry.items()}
-                            for k, entry in cfg.sparsity_map.items()}
+    student.base_model.keep_layers(n)
     return student
 
 
@@ -34,7 +26,7 @@ def narrow(teacher: nn.Module, sparsity: float) -> nn.Module:
     in its map or below its own)."""
     if not hasattr(teacher, "sparsify"):
         raise MiniDiscError(
-            f"student spec {sparsity:g}S needs a prunable teacher: use --model_type sparsebert_*")
+            f"student spec {sparsity:g}S needs a prunable teacher (a sparsify run's model)")
     student = copy.deepcopy(teacher)
     student.sparsify(sparsity)
     student.densify()
@@ -52,7 +44,7 @@ def check_specs(teacher_config, specs: Sequence[tuple[str, float]]) -> None:
                 raise MiniDiscError(f"student spec {value}L: the teacher has {depth} layers")
             depth = value
         else:
-            keep_counts(teacher_config, value)  # not prunable / not in the map
+            map_entry(teacher_config, value)  # not prunable / not in the map
             if value < prev:
                 raise MiniDiscError(f"student spec {value:g}S is less sparse than its teacher "
                                     f"({prev:g}S)")

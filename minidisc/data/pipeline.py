@@ -24,11 +24,24 @@ from minidisc.data.tasks import Task
 from minidisc.errors import MiniDiscError
 
 
-def load_tokenizer(path: str | Path, use_slow: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(path: str | Path, use_slow: bool = False,
+                   pre_split: bool = False) -> PreTrainedTokenizerBase:
+    """The checkpoint's tokenizer. `pre_split` (tagging: words come one by one): a byte-level
+    BPE (RoBERTa's) marks a word start by a leading space, so a word alone would get other
+    tokens than inside a sentence; such a tokenizer is loaded with `add_prefix_space=True`."""
     try:
-        return AutoTokenizer.from_pretrained(str(path), use_fast=not use_slow)
+        tok = AutoTokenizer.from_pretrained(str(path), use_fast=not use_slow)
+        if pre_split and _first_word_differs(tok):
+            tok = AutoTokenizer.from_pretrained(str(path), use_fast=not use_slow,
+                                                add_prefix_space=True)
     except Exception as e:  # transformers and tokenizers raise many kinds
         raise MiniDiscError(f"{path}: cannot load a tokenizer ({type(e).__name__})") from None
+    return tok
+
+
+def _first_word_differs(tok: PreTrainedTokenizerBase) -> bool:
+    """Whether a word opening the text is tokenised unlike the same word after a space."""
+    return tok.encode("a", add_special_tokens=False) != tok.encode(" a", add_special_tokens=False)
 
 
 def _encode_pairs(task: Task, examples: list[PairExample], tok: PreTrainedTokenizerBase,
@@ -48,21 +61,30 @@ def _encode_tags(task: Task, examples: list[TagExample], tok: PreTrainedTokenize
     """Labels on the first sub-token of each word, -100 elsewhere (ignored by loss and metric).
 
     Sentences without gold tags get 'O' placeholders so the first sub-tokens stay marked.
+    The sentence is framed by the tokenizer's own start and end tokens ([CLS]/[SEP] for BERT,
+    <s>/</s> for RoBERTa), and has token_type_ids only where the tokenizer has them.
     """
+    start = [t for t in (tok.cls_token_id if tok.cls_token_id is not None
+                         else tok.bos_token_id,) if t is not None]
+    end = [t for t in (tok.sep_token_id if tok.sep_token_id is not None
+                       else tok.eos_token_id,) if t is not None]
+    types = "token_type_ids" in tok.model_input_names
     feats = []
     for e in examples:
-        ids, labels = [tok.cls_token_id], [-100]
+        ids, labels = list(start), [-100] * len(start)
         tags = e.tags or ["O"] * len(e.words)
         for word, tag in zip(e.words, tags):
             pieces = tok.encode(word, add_special_tokens=False) or [tok.unk_token_id]
-            if len(ids) + len(pieces) > max_length - 1:
+            if len(ids) + len(pieces) > max_length - len(end):
                 break  # words past the limit are predicted 'O'
             ids += pieces
             labels += [task.labels.index(tag)] + [-100] * (len(pieces) - 1)
-        ids.append(tok.sep_token_id)
-        labels.append(-100)
-        feats.append({"input_ids": ids, "token_type_ids": [0] * len(ids),
-                      "attention_mask": [1] * len(ids), "labels": labels})
+        ids += end
+        labels += [-100] * len(end)
+        feat = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+        if types:
+            feat["token_type_ids"] = [0] * len(ids)
+        feats.append(feat)
     return feats
 
 

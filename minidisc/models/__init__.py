@@ -1,8 +1,9 @@
 """Model registry (model type -> class) and checkpoint loading.
 
-Importing this package registers the `minidisc_bert` model type with transformers' Auto
-classes, so `AutoModelForSequenceClassification.from_pretrained(ckpt)` needs no
-`trust_remote_code` here (elsewhere the code saved beside each checkpoint serves).
+Importing this package registers every family's model type (`minidisc_bert`,
+`minidisc_roberta`, ...; models/families.py) with transformers' Auto classes, so
+`AutoModelForSequenceClassification.from_pretrained(ckpt)` needs no `trust_remote_code` here
+(elsewhere the code saved beside each checkpoint serves).
 """
 
 from __future__ import annotations
@@ -22,29 +23,28 @@ from transformers import (
 
 from minidisc.data.tasks import Task
 from minidisc.errors import MiniDiscError
-from minidisc.models.sparse_bert import (
-    MiniDiscBertConfig,
-    SparseBertForSequenceClassification,
-    SparseBertForTokenClassification,
+from minidisc.models.families import (
+    FAMILIES,
+    KINDS,
+    Family,
+    accepted,
+    family_of_config,
+    parse_model_type,
 )
 
 logger = logging.getLogger(__name__)
 
-# As in the reference, every model type is the same narrowable BERT with a task head; the
-# prefix only picks the training objective (compression/losses.py: OBJECTIVE_OF_MODEL).
+# The model type's family picks the classes, its prefix only the training objective
+# (compression/losses.py: objective_for), as in the reference.
 MODEL_CLASSES: dict[str, type[nn.Module]] = {
-    f"{family}_{kind}": cls
-    for family in ("sparsebert", "ftbert", "kdbert", "pkdbert")
-    for kind, cls in (("cls", SparseBertForSequenceClassification),
-                      ("ner", SparseBertForTokenClassification))
-}
-BERT_TYPES = ("bert", MiniDiscBertConfig.model_type)  # config.json model types we load
+    f.model_type(o, k): f.task_classes[k] for f in FAMILIES for o in f.objectives for k in KINDS}
 
-AutoConfig.register(MiniDiscBertConfig.model_type, MiniDiscBertConfig, exist_ok=True)
-AutoModelForSequenceClassification.register(MiniDiscBertConfig,
-                                            SparseBertForSequenceClassification, exist_ok=True)
-AutoModelForTokenClassification.register(MiniDiscBertConfig, SparseBertForTokenClassification,
-                                         exist_ok=True)
+for _family in FAMILIES:
+    AutoConfig.register(_family.config_class.model_type, _family.config_class, exist_ok=True)
+    AutoModelForSequenceClassification.register(_family.config_class,
+                                                _family.task_classes["cls"], exist_ok=True)
+    AutoModelForTokenClassification.register(_family.config_class,
+                                             _family.task_classes["ner"], exist_ok=True)
 
 
 def default_model_path() -> str:
@@ -60,7 +60,8 @@ def default_model_path() -> str:
 
 
 def read_config(path: Path, flag: str) -> dict[str, Any]:
-    """config.json of a checkpoint folder as a dict; a BERT's, or a one-line error."""
+    """config.json of a checkpoint folder as a dict, of a family we load; else a one-line
+    error."""
     f = path / "config.json"
     try:
         config = json.loads(f.read_text(encoding="utf-8"))
@@ -73,9 +74,28 @@ def read_config(path: Path, flag: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise MiniDiscError(f"{flag} {f}: not a model config (a JSON object expected)")
     kind = config.get("model_type", "bert")
-    if kind not in BERT_TYPES:
-        raise MiniDiscError(f"{flag} {path}: a {kind!r} model, expected a BERT")
+    if not isinstance(kind, str) or family_of_config(kind) is None:
+        raise MiniDiscError(f"{flag} {path}: a {kind!r} model, expected a {accepted()}")
     return config
+
+
+def checkpoint_family(path: Path, flag: str) -> Family:
+    """The family of a checkpoint folder, from its config.json's model_type."""
+    family = family_of_config(read_config(path, flag).get("model_type", "bert"))
+    assert family is not None  # read_config refuses the others
+    return family
+
+
+def check_family(model_type: str, path: Path, flag: str) -> Family:
+    """A model type must be of the checkpoint's family (a RoBERTa loads as *roberta_*)."""
+    family, objective, kind = parse_model_type(model_type)
+    found = checkpoint_family(path, flag)
+    if found is not family:
+        fits = (found.model_type(objective, kind) if objective in found.objectives
+                else ", ".join(found.model_type(o, kind) for o in found.objectives))
+        raise MiniDiscError(f"--model_type {model_type} does not fit {flag} {path}: a "
+                            f"{found.label} checkpoint (use --model_type {fits})")
+    return family
 
 
 def _check_safetensors(f: Path, flag: str) -> None:
@@ -97,8 +117,8 @@ def _check_safetensors(f: Path, flag: str) -> None:
 
 
 def check_checkpoint(path: str | Path, flag: str) -> Path:
-    """A checkpoint must be a folder with a BERT config.json and whole weights: say which flag
-    points where, before any work starts."""
+    """A checkpoint must be a folder with a config.json of a family we load and whole weights:
+    say which flag points where, before any work starts."""
     p = Path(path)
     if not p.is_dir():
         raise MiniDiscError(f"{flag} {p}: checkpoint folder not found")
@@ -111,13 +131,20 @@ def check_checkpoint(path: str | Path, flag: str) -> Path:
 
 
 def max_positions(path: str | Path) -> int | None:
-    """max_position_embeddings of a checkpoint folder (None when it does not say)."""
+    """Tokens per sequence a checkpoint folder's position table holds (None when it does not
+    say): max_position_embeddings, less the positions a RoBERTa keeps below its first one."""
     try:
-        value = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-        value = value.get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        value = config.get("max_position_embeddings")
+        family = family_of_config(config.get("model_type", "bert"))
+        pad = config.get("pad_token_id", 1)
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
-    return value if isinstance(value, int) else None
+    if not isinstance(value, int):
+        return None
+    if family is not None and family.positions_after_padding and isinstance(pad, int):
+        value -= pad + 1
+    return value
 
 
 def _first_line(e: BaseException) -> str:
@@ -125,15 +152,16 @@ def _first_line(e: BaseException) -> str:
 
 
 def load_model(model_type: str, path: str | Path, task: Task, flag: str) -> nn.Module:
-    """Load any BERT checkpoint folder as `model_type` for `task` (offline); the config gets
+    """Load a checkpoint folder of `model_type`'s family for `task` (offline); the config gets
     the task's label names, so every checkpoint saved from it carries them."""
     p = check_checkpoint(path, flag)
+    family = check_family(model_type, p, flag)
     try:
-        config = MiniDiscBertConfig.from_dict(read_config(p, flag))
+        config = family.config_class.from_dict(read_config(p, flag))
     except MiniDiscError:
         raise
     except Exception as e:  # values of the wrong type in an otherwise valid JSON
-        raise MiniDiscError(f"{flag} {p / 'config.json'}: not a usable BERT config "
+        raise MiniDiscError(f"{flag} {p / 'config.json'}: not a usable {family.label} config "
                             f"({_first_line(e)})") from None
     cls = MODEL_CLASSES[model_type]
     finetuned = bool(config.architectures) and any(

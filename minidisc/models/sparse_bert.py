@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertPreTrainedModel
+from transformers import BertConfig, BertPreTrainedModel, PretrainedConfig
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertPooler
@@ -71,9 +71,9 @@ def sparsity_key(s: float) -> str:
     return f"{float(s):g}"
 
 
-def keep_counts(config: BertConfig, sparsity: float) -> tuple[list[int], list[int]]:
-    """Heads and neurons each layer keeps at `sparsity` (map counts are removals relative to
-    the original full model)."""
+def map_entry(config: PretrainedConfig, sparsity: float) -> dict[str, list[int]]:
+    """The map's entry at `sparsity`: heads and neurons each layer loses (a one-line error when
+    the model is not prunable or the sparsity is not in its map)."""
     smap = getattr(config, "sparsity_map", None)
     if not smap:
         raise MiniDiscError(
@@ -84,6 +84,13 @@ def keep_counts(config: BertConfig, sparsity: float) -> tuple[list[int], list[in
     if entry is None:
         avail = ", ".join(f"{s:g}" for s in sorted(float(k) for k in smap))
         raise MiniDiscError(f"sparsity {sparsity:g} is not in the sparsity map (have: {avail})")
+    return entry
+
+
+def keep_counts(config: BertConfig, sparsity: float) -> tuple[list[int], list[int]]:
+    """Heads and neurons each layer keeps at `sparsity` (map counts are removals relative to
+    the original full model)."""
+    entry = map_entry(config, sparsity)
     heads = [config.num_attention_heads - r for r in entry["heads"]]
     neurons = [config.intermediate_size - r for r in entry["neurons"]]
     return heads, neurons
@@ -235,28 +242,45 @@ class SparseBertEncoder(nn.Module):
                                        for h, n in zip(heads, neurons))
 
 
-class SparseBertModel(BertPreTrainedModel):
-    """Embeddings + narrowable encoder (+ pooler); returns every hidden state."""
+class NarrowableEncoderMixin:
+    """Narrowing, reordering and forward of an encoder made of `SparseBertLayer`s, for every
+    family whose layers are BERT's (BERT, RoBERTa): the family's base model only provides
+    `embeddings`, `encoder` and an optional `pooler`. This is the interface the compression
+    code relies on (`minidisc.models.families.NarrowableBase`)."""
 
-    config_class = MiniDiscBertConfig
+    config: PretrainedConfig
+    embeddings: nn.Module
+    encoder: SparseBertEncoder
+    pooler: nn.Module | None
+    active: tuple[list[int], list[int]] | None  # virtual widths per layer
+    active_sparsity: float
 
-    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
-        super().__init__(as_minidisc_config(config))
-        config = self.config
-        self.embeddings = BertEmbeddings(config)
-        self.encoder = SparseBertEncoder(config)
-        self.pooler = BertPooler(config) if add_pooling_layer else None
-        self.active: tuple[list[int], list[int]] | None = None  # virtual widths per layer
-        self.active_sparsity = float(getattr(config, "sparsity", 0) or 0)
-        self.post_init()
+    def _init_narrowing(self) -> None:
+        self.active = None
+        self.active_sparsity = float(getattr(self.config, "sparsity", 0) or 0)
 
     # --- narrowing ---------------------------------------------------------------------
     def widths(self) -> tuple[list[int], list[int]]:
         """The widths forward uses now (virtual if narrowed, else physical)."""
         if self.active is not None:
             return self.active
+        return self.physical_widths()
+
+    def physical_widths(self) -> tuple[list[int], list[int]]:
+        """Heads and FFN neurons each layer's weights hold."""
         layers = self.encoder.layer
         return [lay.num_heads for lay in layers], [lay.num_neurons for lay in layers]
+
+    def full_widths(self) -> tuple[list[int], list[int]]:
+        """Per-layer widths of the unpruned model: what the sparsity map's counts remove from."""
+        n = self.config.num_hidden_layers
+        return ([self.config.num_attention_heads] * n, [self.config.intermediate_size] * n)
+
+    def encoder_params(self, heads: Sequence[int], neurons: Sequence[int]) -> int:
+        """Parameters of the narrowable layers at these per-layer widths."""
+        cfg = self.config
+        return encoder_params(cfg.hidden_size, cfg.hidden_size // cfg.num_attention_heads,
+                              heads, neurons)
 
     def sparsify(self, sparsity: float | None) -> None:
         """Narrow virtually to a sparsity of the map (None: back to the physical widths)."""
@@ -296,6 +320,20 @@ class SparseBertModel(BertPreTrainedModel):
                         torch.argsort(ni.to(lay.intermediate.dense.weight.device),
                                       descending=True, stable=True))
 
+    def keep_layers(self, n: int) -> None:
+        """Keep the bottom `n` layers; the config (shared with the task model) follows."""
+        self.encoder.layer = self.encoder.layer[:n]
+        cfg = self.config
+        cfg.num_hidden_layers = n
+        for name in ("layer_heads", "layer_neurons"):
+            if getattr(cfg, name, None):
+                setattr(cfg, name, list(getattr(cfg, name))[:n])
+        if getattr(cfg, "sparsity_map", None):
+            cfg.sparsity_map = {k: {kind: v[:n] for kind, v in entry.items()}
+                                for k, entry in cfg.sparsity_map.items()}
+        if self.active is not None:
+            self.active = (self.active[0][:n], self.active[1][:n])
+
     # --- forward -----------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None,
@@ -319,7 +357,47 @@ class SparseBertModel(BertPreTrainedModel):
         return hidden, pooled
 
 
-class _SparseTaskModel(BertPreTrainedModel):
+class SparseBertModel(NarrowableEncoderMixin, BertPreTrainedModel):
+    """Embeddings + narrowable encoder (+ pooler); returns every hidden state."""
+
+    config_class = MiniDiscBertConfig
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__(as_minidisc_config(config))
+        config = self.config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = SparseBertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self._init_narrowing()
+        self.post_init()
+
+
+class NarrowableTaskMixin:
+    """Task-model plumbing shared by the families: narrowing goes to the base model (reached
+    through `base_model_prefix`), and the task loss."""
+
+    config: PretrainedConfig
+
+    def sparsify(self, sparsity: float | None) -> None:
+        self.base_model.sparsify(sparsity)
+
+    def densify(self) -> None:
+        self.base_model.densify()
+
+    def reorder(self, head_importance: Sequence[torch.Tensor],
+                neuron_importance: Sequence[torch.Tensor]) -> None:
+        self.base_model.reorder(head_importance, neuron_importance)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        if labels is None:
+            return None
+        if self.config.num_labels == 1:
+            return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
+        return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1),
+                               ignore_index=-100)
+
+
+class _SparseTaskModel(NarrowableTaskMixin, BertPreTrainedModel):
     """Encoder + dropout + linear head; narrowing goes to the encoder."""
 
     config_class = MiniDiscBertConfig
@@ -334,23 +412,6 @@ class _SparseTaskModel(BertPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob if drop is None else drop)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
-
-    def sparsify(self, sparsity: float | None) -> None:
-        self.bert.sparsify(sparsity)
-
-    def densify(self) -> None:
-        self.bert.densify()
-
-    def reorder(self, head_importance, neuron_importance) -> None:
-        self.bert.reorder(head_importance, neuron_importance)
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-        if labels is None:
-            return None
-        if self.config.num_labels == 1:
-            return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
-        return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1),
-                               ignore_index=-100)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
@@ -392,18 +453,3 @@ def encoder_params(hidden: int, head_size: int, heads: Sequence[int],
         total += 3 * (hidden * w + w) + (w * hidden + hidden) + 2 * hidden  # attention
         total += (hidden * n + n) + (n * hidden + hidden) + 2 * hidden  # FFN
     return total
-
-
-def count_params(model: nn.Module) -> dict[str, int]:
-    """Parameters the model uses now: encoder and total (virtual narrowing counted)."""
-    total = sum(p.numel() for p in model.parameters())
-    bert = getattr(model, "bert", model)
-    physical = sum(p.numel() for p in bert.encoder.parameters())
-    if isinstance(bert, SparseBertModel):
-        cfg = bert.config
-        hs = cfg.hidden_size // cfg.num_attention_heads
-        encoder = encoder_params(cfg.hidden_size, hs, *bert.widths())
-    else:
-        encoder = physical
-    return {"encoder": encoder, "total": total - physical + encoder}
-

@@ -25,8 +25,13 @@ from minidisc.data import pipeline
 from minidisc.data.pipeline import Split
 from minidisc.data.tasks import Task, resolve_task
 from minidisc.errors import MiniDiscError
-from minidisc.models import check_checkpoint, default_model_path, load_model
-from minidisc.models.sparse_bert import count_params
+from minidisc.models import (
+    check_checkpoint,
+    check_family,
+    default_model_path,
+    load_model,
+)
+from minidisc.models.families import count_params
 from minidisc.training import evaluate as ev
 from minidisc.training.loop import (
     Evaluation,
@@ -291,12 +296,13 @@ def prepare(args: argparse.Namespace) -> Context:
         given = args.student_model_path
         args.student_model_path = str(check_checkpoint(
             resolve_checkpoint(given), "--student_model_path"))
+        check_family(args.model_type, Path(args.student_model_path), "--student_model_path")
         models["student"] = _origin(args.student_model_path, given)
     elif args.mode == "distill" and parse_spec(args.layer_or_sparsity)[0] == "path":
         models["student"] = _origin(args.layer_or_sparsity, args.layer_or_sparsity)
     task = resolve_task(args)
     check_teacher(args, teacher, task)
-    tok = pipeline.load_tokenizer(teacher, args.use_slow_tokenizer)
+    tok = pipeline.load_tokenizer(teacher, args.use_slow_tokenizer, pre_split=task.is_ner)
 
     def load(split: str) -> Split:
         return pipeline.load_split(task, args.data_dir, split, tok, args.max_length)

@@ -9,7 +9,7 @@ from typing import Any
 from minidisc.compression.importance import importance
 from minidisc.compression.sparsity_map import build_map, sparsities, sparsity_key
 from minidisc.errors import MiniDiscError
-from minidisc.models.sparse_bert import count_params
+from minidisc.models.families import count_params
 from minidisc.modes.common import Context
 from minidisc.training.outputs import save_checkpoint
 

@@ -1,0 +1,130 @@
+"""A RoBERTa whose attention heads and FFN neurons can be masked, reordered, narrowed and densified.
+
+RoBERTa's layers are BERT's, so the narrowable layers, encoder and narrowing logic are those of
+`sparse_bert`; what differs is around them: the embeddings (position ids counted from
+`padding_idx + 1`, one token type), no pooler, and the sequence head (dense + tanh + out_proj
+over `<s>`). Parameter names are those of transformers' `RobertaModel`,
+`RobertaForSequenceClassification` and `RobertaForTokenClassification`, so any RoBERTa
+checkpoint folder loads.
+
+`save_pretrained` copies this file and `sparse_bert.py` (its relative import) beside the
+weights and names the classes in config.json's `auto_map` (model type `minidisc_roberta`), so
+transformers' Auto classes load the checkpoint with `trust_remote_code=True` without MiniDisc.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import RobertaConfig
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
+from transformers.models.roberta.modeling_roberta import (
+    RobertaClassificationHead,
+    RobertaEmbeddings,
+    RobertaPooler,
+    RobertaPreTrainedModel,
+)
+
+from .sparse_bert import NarrowableEncoderMixin, NarrowableTaskMixin, SparseBertEncoder
+
+
+class MiniDiscRobertaConfig(RobertaConfig):
+    """A RoBERTa config of its own model type, so that Auto classes pick these models; extra
+    keys as `MiniDiscBertConfig`'s (`layer_heads`, `layer_neurons`, `sparsity`,
+    `sparsity_map`, `task_name`)."""
+
+    model_type = "minidisc_roberta"
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        kwargs.pop("model_type", None)  # a plain RoBERTa's config says "roberta": keep ours
+        super().__post_init__(**kwargs)
+
+    @classmethod
+    def get_config_dict(cls, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Take a plain RoBERTa's config.json without the model-type mismatch warning."""
+        config, kwargs = super().get_config_dict(*args, **kwargs)
+        if config.get("model_type") == "roberta":
+            config = {k: v for k, v in config.items() if k != "model_type"}
+        return config, kwargs
+
+
+def as_minidisc_config(config: RobertaConfig) -> MiniDiscRobertaConfig:
+    """Any RoBERTa config, as this model type."""
+    if isinstance(config, MiniDiscRobertaConfig):
+        return config
+    return MiniDiscRobertaConfig.from_dict(config.to_dict())
+
+
+class SparseRobertaModel(NarrowableEncoderMixin, RobertaPreTrainedModel):
+    """RoBERTa embeddings + narrowable encoder (+ pooler); returns every hidden state."""
+
+    config_class = MiniDiscRobertaConfig
+
+    def __init__(self, config: RobertaConfig, add_pooling_layer: bool = True):
+        super().__init__(as_minidisc_config(config))
+        config = self.config
+        self.embeddings = RobertaEmbeddings(config)
+        self.encoder = SparseBertEncoder(config)
+        self.pooler = RobertaPooler(config) if add_pooling_layer else None
+        self._init_narrowing()
+        self.post_init()
+
+
+class SparseRobertaForSequenceClassification(NarrowableTaskMixin, RobertaPreTrainedModel):
+    """Sentence(-pair) classification or regression from `<s>` through RoBERTa's head."""
+
+    config_class = MiniDiscRobertaConfig
+    pooled = True  # one output per sequence
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__(as_minidisc_config(config))
+        self.roberta = SparseRobertaModel(self.config, add_pooling_layer=False)
+        self.classifier = RobertaClassificationHead(self.config)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
+                output_hidden_states: bool = False, **_) -> SequenceClassifierOutput:
+        hidden, _ = self.roberta(input_ids, attention_mask, token_type_ids, head_mask,
+                                 neuron_mask)
+        logits = self.classifier(hidden[-1])
+        return SequenceClassifierOutput(
+            loss=self._loss(logits, labels), logits=logits,
+            hidden_states=tuple(hidden) if output_hidden_states else None)
+
+
+class SparseRobertaForTokenClassification(NarrowableTaskMixin, RobertaPreTrainedModel):
+    """Per-token tagging (NER)."""
+
+    config_class = MiniDiscRobertaConfig
+    pooled = False
+
+    def __init__(self, config: RobertaConfig):
+        super().__init__(as_minidisc_config(config))
+        config = self.config
+        self.roberta = SparseRobertaModel(config, add_pooling_layer=False)
+        drop = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if drop is None else drop)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
+                output_hidden_states: bool = False, **_) -> TokenClassifierOutput:
+        hidden, _ = self.roberta(input_ids, attention_mask, token_type_ids, head_mask,
+                                 neuron_mask)
+        logits = self.classifier(self.dropout(hidden[-1]))
+        return TokenClassifierOutput(
+            loss=self._loss(logits, labels), logits=logits,
+            hidden_states=tuple(hidden) if output_hidden_states else None)
+
+
+# save_pretrained copies this file (and sparse_bert.py) and fills config.json's auto_map.
+MiniDiscRobertaConfig.register_for_auto_class()
+SparseRobertaForSequenceClassification.register_for_auto_class(
+    "AutoModelForSequenceClassification")
+SparseRobertaForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
