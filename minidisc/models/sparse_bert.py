@@ -239,10 +239,12 @@ class SparseBertModel(BertPreTrainedModel):
     """Embeddings + narrowable encoder (+ pooler); returns every hidden state."""
 
     config_class = MiniDiscBertConfig
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__(as_minidisc_config(config))
         config = self.config
+        self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
         self.embeddings = BertEmbeddings(config)
         self.encoder = SparseBertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
@@ -311,9 +313,12 @@ class SparseBertModel(BertPreTrainedModel):
         heads, neurons = self.widths()
         hidden = [x]
         for i, lay in enumerate(self.encoder.layer):
-            x = lay(x, bias, heads[i], neurons[i],
-                    None if head_mask is None else head_mask[i],
+            args = (x, bias, heads[i], neurons[i], None if head_mask is None else head_mask[i],
                     None if neuron_mask is None else neuron_mask[i])
+            if self.gradient_checkpointing and self.training:
+                x = self._gradient_checkpointing_func(lay.__call__, *args)
+            else:
+                x = lay(*args)
             hidden.append(x)
         pooled = self.pooler(x) if self.pooler is not None else None
         return hidden, pooled
@@ -323,6 +328,7 @@ class _SparseTaskModel(BertPreTrainedModel):
     """Encoder + dropout + linear head; narrowing goes to the encoder."""
 
     config_class = MiniDiscBertConfig
+    supports_gradient_checkpointing = True
     pooled: bool  # classify the pooled [CLS] vector (True) or every token (False)
     output_cls: type
 
