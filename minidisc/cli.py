@@ -27,6 +27,8 @@ MIN_MAX_LENGTH = 8  # [CLS] + [SEP] + a few tokens: shorter inputs cannot hold a
 DEFAULT_MAX_LENGTH = 128  # --max_length when not given (capped at the model's position table)
 DATA_TYPES = ("bert_cls", "bert_ner")
 DEFAULT_DATA_DIR = "datasets"
+STRATEGIES = ("ddp", "fsdp")
+TEACHER_DTYPES = ("fp32", "bf16", "fp16")
 
 _LAYER_SPEC = re.compile(r"^(\d+)L$")
 _SPARSITY_SPEC = re.compile(r"^(\d+(?:\.\d+)?)S$")
@@ -126,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="dev metric that picks the best checkpoint; default: the task's own",
     )
     g.add_argument("--seed", type=int, default=776, help="random seed (data order, init)")
+    g.add_argument("--gradient_checkpointing", action="store_true",
+                   help="recompute each encoder layer's activations in the backward instead of "
+                   "keeping them: less memory, about a third more compute")
 
     g = p.add_argument_group("hardware")
     g.add_argument(
@@ -136,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--use_bf16", action="store_true",
                    help="bf16 autocast (CPU and CUDA; no loss scaling needed)")
     g.add_argument("--use_cpu", action="store_true", help="run on the CPU even if CUDA is there")
+    g.add_argument("--distributed_strategy", choices=STRATEGIES, default="ddp",
+                   help="under torchrun with several processes: ddp (a model replica per "
+                   "device) or fsdp (parameters, gradients and optimiser state sharded over "
+                   "the devices; finetune and distill only)")
 
     g = p.add_argument_group("what to do")
     g.add_argument("--do_train", action="store_true", help="train (modes that train)")
@@ -170,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--temperature", type=float, default=1.0, help="distillation temperature T"
     )
+    g.add_argument("--teacher_dtype", choices=TEACHER_DTYPES, default="fp32",
+                   help="precision the frozen teacher is kept in (bf16/fp16 halve its memory; "
+                   "fp16 needs CUDA); losses compare outputs in fp32")
     g.add_argument(
         "--objective", choices=sorted(OBJECTIVES), default=None,
         help="distillation loss; default from --model_type (sparsebert: sparse, kdbert: kd, "
@@ -360,6 +372,26 @@ def _check_task(args: argparse.Namespace) -> Task:
     return task
 
 
+def _check_scale(args: argparse.Namespace) -> None:
+    """--teacher_dtype and --distributed_strategy: what each can be combined with."""
+    if args.teacher_dtype != "fp32" and args.mode not in ("distill", "maxidisc", "minidisc"):
+        raise MiniDiscError(f"--teacher_dtype is for the modes that distil from a teacher "
+                            f"(distill, maxidisc, minidisc), not --mode {args.mode}")
+    if args.teacher_dtype == "fp16":
+        import torch
+
+        if args.use_cpu or not torch.cuda.is_available():
+            raise MiniDiscError("--teacher_dtype fp16 needs CUDA (on the CPU use bf16)")
+    if args.distributed_strategy == "fsdp":
+        if args.mode in ("maxidisc", "minidisc"):
+            raise MiniDiscError(f"--distributed_strategy fsdp is for finetune and distill: "
+                                f"--mode {args.mode} copies the trained model between stages, "
+                                "use ddp")
+        if args.resume:
+            raise MiniDiscError("--resume is not available with --distributed_strategy fsdp "
+                                "(its training state is sharded and not saved)")
+
+
 def validate(args: argparse.Namespace) -> argparse.Namespace:
     """Checks that need no files (the default model type peeks at the teacher's family);
     fills derived defaults."""
@@ -425,6 +457,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
                                 "number >= 0")
     if args.use_fp16 and args.use_bf16:
         raise MiniDiscError("--use_fp16 and --use_bf16 exclude each other: pick one")
+    _check_scale(args)
     if args.mode == "sparsify" and args.teacher_model_path is None:
         raise MiniDiscError("--mode sparsify needs --teacher_model_path (a finetuned teacher)")
     if args.mode == "sparsify" and objective != "sparse":

@@ -14,6 +14,7 @@ from minidisc.compression.sparsity_map import build_map, sparsities
 from minidisc.main import execute, main
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 from minidisc.modes.minidisc import candidates, sample_sandwich, sandwich_step
+from minidisc.training.loop import Backward
 
 # --- the schedule -----------------------------------------------------------------------
 
@@ -87,9 +88,12 @@ class _Ctx:
     def __init__(self, task, **flags):
         from types import SimpleNamespace
 
+        from minidisc.training.runtime import Runtime
+
         self.task = task
-        self.args = SimpleNamespace(model_type="sparsebert_cls", objective=None,
-                                    temperature=1.0, **flags)
+        self.rt = Runtime(device=torch.device("cpu"))
+        self.args = SimpleNamespace(**{"model_type": "sparsebert_cls", "objective": None,
+                                       "temperature": 1.0, "teacher_dtype": "fp32", **flags})
 
     def to_device(self, batch):
         return batch
@@ -106,7 +110,7 @@ def test_sandwich_step_backpropagates_the_mean_of_per_sparsity_losses():
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     cands = [50.0, 70.0, 90.0]
     step = sandwich_step(student, Distiller(_Ctx(TASKS["sst2"]), teacher), cands)
-    total = step(batch, lambda loss: loss.backward())
+    total = step(batch, Backward.plain(student))
     grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
     student.zero_grad(set_to_none=True)
 

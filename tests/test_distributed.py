@@ -1,30 +1,43 @@
-"""Under torchrun (2 CPU processes, gloo) a run trains, agrees across ranks, and writes once."""
+"""Under torchrun (2 CPU processes, gloo) a run trains, agrees across ranks, writes once, and
+learns what one process learns from the same global batch (DDP and FSDP)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 from conftest import write_sst2_task
+from safetensors.torch import load_file
+
+from minidisc.compression.sparsity_map import build_map
+from minidisc.main import execute
+from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 
 ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(port: int, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(port), str(ROOT / "run.py"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def test_torchrun_two_processes(tiny_bert, tmp_path):
     data = write_sst2_task(tmp_path / "data")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29517", str(ROOT / "run.py"), "--mode", "finetune",
-           "--task_name", "sst2", "--data_dir", str(data), "--output_dir", str(out),
-           "--teacher_model_path", str(tiny_bert), "--use_cpu", "--num_train_epochs", "2",
-           "--per_device_train_batch_size", "8", "--log_interval", "6",
-           "--learning_rate", "3e-3"]
-    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = torchrun(29517, "--mode", "finetune", "--task_name", "sst2", "--data_dir", str(data),
+                    "--output_dir", str(out), "--teacher_model_path", str(tiny_bert),
+                    "--use_cpu", "--num_train_epochs", "2", "--per_device_train_batch_size",
+                    "8", "--log_interval", "6", "--learning_rate", "3e-3")
     runs = list(out.iterdir())
     assert [p.name for p in runs] == ["sparsebert_cls_finetune_sst2"]
     res = json.loads((runs[0] / "results.json").read_text())
@@ -32,3 +45,82 @@ def test_torchrun_two_processes(tiny_bert, tmp_path):
     assert res["train"]["steps"] == 12
     assert (runs[0] / "model" / "config.json").is_file()
     assert proc.stderr.count("step 6/12: dev acc") == 1  # only rank 0 logs
+
+
+@pytest.fixture(scope="module")
+def prunable_teacher(tiny_bert, tmp_path_factory) -> Path:
+    """A tiny teacher with a head and a sparsity map, built directly (no finetune/sparsify
+    runs: the comparison needs any fixed teacher, not a good one)."""
+    folder = tmp_path_factory.mktemp("ddp") / "teacher"
+    torch.manual_seed(0)
+    model = SparseBertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    c = model.config
+    g = torch.Generator().manual_seed(1)
+    heads = [torch.rand(c.num_attention_heads, generator=g) for _ in range(c.num_hidden_layers)]
+    neurons = [torch.rand(c.intermediate_size, generator=g) for _ in range(c.num_hidden_layers)]
+    model.reorder(heads, neurons)
+    c.sparsity, c.sparsity_map = 0.0, build_map(heads, neurons)
+    c.architectures = ["SparseBertForSequenceClassification"]
+    model.save_pretrained(folder)
+    for f in tiny_bert.iterdir():
+        if "token" in f.name or f.name == "vocab.txt":
+            shutil.copy(f, folder / f.name)
+    return folder
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    final = json.loads((run / "results.json").read_text())["final"]["path"]
+    return load_file(run / final / "model.safetensors")
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        torch.testing.assert_close(value, b[name], rtol=0, atol=1e-4, msg=name)
+
+
+def _one_vs_two(tmp_path: Path, port: int, argv: list[str], batch: int,
+                accum: int = 1) -> tuple[Path, Path]:
+    """The same run on 1 process with batch `batch` and on 2 with `batch // 2` each. The
+    train set is exactly one optimiser step (`accum` global batches), so every step sees the
+    same examples whatever the shuffling (DistributedSampler on 2 processes, the loader's own
+    on one). The fixture's sentences all have the same length: every rank averages its loss
+    over as many tokens as the other, so the mean of the ranks is the global mean."""
+    data = write_sst2_task(tmp_path / "data", n_train=batch * accum, n_dev=16)
+    common = [*argv, "--task_name", "sst2", "--data_dir", str(data), "--use_cpu",
+              "--learning_rate", "3e-3", "--warmup_proportion", "0",
+              "--per_device_eval_batch_size", "16", "--num_grad_accum_steps", str(accum)]
+    execute([*common, "--output_dir", str(tmp_path / "one"),
+             "--per_device_train_batch_size", str(batch)])
+    torchrun(port, *common, "--output_dir", str(tmp_path / "two"),
+             "--per_device_train_batch_size", str(batch // 2))
+    one, two = list((tmp_path / "one").iterdir()), list((tmp_path / "two").iterdir())
+    assert len(two) == 1 and [p.name for p in two] == [p.name for p in one]
+    return one[0], two[0]
+
+
+def test_ddp_minidisc_matches_one_process(prunable_teacher, tmp_path):
+    one, two = _one_vs_two(tmp_path, 29527, [
+        "--mode", "minidisc", "--teacher_model_path", str(prunable_teacher),
+        "--target_iteration", "2", "--num_train_epochs", "3", "--log_interval", "3"],
+        batch=16, accum=2)
+    a, b = (json.loads((r / "results.json").read_text()) for r in (one, two))
+    assert b["args"]["per_device_train_batch_size"] == 8
+    assert [it["chosen"] for it in a["iterations"]] == [it["chosen"] for it in b["iterations"]]
+    for x, y in zip(a["iterations"], b["iterations"]):
+        assert x["best_metric"] == pytest.approx(y["best_metric"], abs=1e-6)
+    assert a["final"]["dev"] == pytest.approx(b["final"]["dev"], abs=1e-6)
+    _same_weights(_weights(one), _weights(two))
+    # rank 0 wrote the one run folder: no stray staging or lock files
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [two.name]
+
+
+def test_fsdp_distill_matches_one_process(prunable_teacher, tmp_path):
+    one, two = _one_vs_two(tmp_path, 29537, [
+        "--mode", "distill", "--teacher_model_path", str(prunable_teacher),
+        "--layer_or_sparsity", "50S", "--num_train_epochs", "4", "--log_interval", "2",
+        "--distributed_strategy", "fsdp"], batch=16)
+    _same_weights(_weights(one), _weights(two))
+    a, b = (json.loads((r / "results.json").read_text()) for r in (one, two))
+    assert a["final"]["dev"] == pytest.approx(b["final"]["dev"], abs=1e-6)
+    assert b["final"]["params"] == a["final"]["params"]

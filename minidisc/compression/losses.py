@@ -6,6 +6,10 @@ the same name (`OBJECTIVES`): `sparse` for sparsebert_* (and sparseroberta_*), `
 kdbert_*, `pkd` for pkdbert_* and `ft` (no teacher at all) for ftbert_* (and ftroberta_*).
 `sparse_kd` is this project's earlier kdbert objective (hidden MSE plus the averaged soft and
 label losses), kept selectable with `--objective sparse_kd`.
+
+Every comparison runs in fp32: a teacher kept in bf16/fp16 (--teacher_dtype) or a student
+under autocast gives half-precision outputs, and soft targets or squared differences of those
+lose the small differences distillation learns from.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ def align_layers(student_layers: int, teacher_layers: int) -> list[tuple[int, in
 
 def masked_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """MSE over the real (mask = 1) tokens only, averaged over tokens and features."""
-    m = mask.unsqueeze(-1).to(student.dtype)
-    return ((student - teacher).pow(2) * m).sum() / (m.sum() * student.shape[-1])
+    m = mask.unsqueeze(-1).float()
+    return ((student.float() - teacher.float()).pow(2) * m).sum() / (m.sum() * student.shape[-1])
 
 
 def hidden_mse(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...],
@@ -52,7 +56,7 @@ def soft_ce(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
             mask: torch.Tensor | None = None) -> torch.Tensor:
     """T^2 * CE(softmax(teacher/T), student/T); per token for NER (mask = 1 tokens only)."""
     t = temperature
-    ce = -(F.softmax(teacher / t, -1) * F.log_softmax(student / t, -1)).sum(-1)
+    ce = -(F.softmax(teacher.float() / t, -1) * F.log_softmax(student.float() / t, -1)).sum(-1)
     if mask is not None:
         m = mask.to(ce.dtype)
         ce = (ce * m).sum() / m.sum().clamp_min(1)
@@ -87,7 +91,7 @@ class LossInputs:
         each word only (the tokens that carry a label), never [CLS], [SEP] or continuations."""
         s, t = self.student.logits, self.teacher.logits
         if self.regression:
-            return F.mse_loss(s.view(-1), t.view(-1).to(s.dtype))
+            return F.mse_loss(s.view(-1).float(), t.view(-1).float())
         mask = (self.batch["labels"] != -100) if self.token_level else None
         return soft_ce(s, t, self.temperature, mask)
 

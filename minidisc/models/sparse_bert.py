@@ -248,6 +248,7 @@ class NarrowableEncoderMixin:
     `embeddings`, `encoder` and an optional `pooler`. This is the interface the compression
     code relies on (`minidisc.models.families.NarrowableBase`)."""
 
+    supports_gradient_checkpointing = True
     config: PretrainedConfig
     embeddings: nn.Module
     encoder: SparseBertEncoder
@@ -256,6 +257,7 @@ class NarrowableEncoderMixin:
     active_sparsity: float
 
     def _init_narrowing(self) -> None:
+        self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
         self.active = None
         self.active_sparsity = float(getattr(self.config, "sparsity", 0) or 0)
 
@@ -349,9 +351,12 @@ class NarrowableEncoderMixin:
         heads, neurons = self.widths()
         hidden = [x]
         for i, lay in enumerate(self.encoder.layer):
-            x = lay(x, bias, heads[i], neurons[i],
-                    None if head_mask is None else head_mask[i],
+            args = (x, bias, heads[i], neurons[i], None if head_mask is None else head_mask[i],
                     None if neuron_mask is None else neuron_mask[i])
+            if self.gradient_checkpointing and self.training:
+                x = self._gradient_checkpointing_func(lay.__call__, *args)
+            else:
+                x = lay(*args)
             hidden.append(x)
         pooled = self.pooler(x) if self.pooler is not None else None
         return hidden, pooled
@@ -375,6 +380,8 @@ class SparseBertModel(NarrowableEncoderMixin, BertPreTrainedModel):
 class NarrowableTaskMixin:
     """Task-model plumbing shared by the families: narrowing goes to the base model (reached
     through `base_model_prefix`), and the task loss."""
+
+    supports_gradient_checkpointing = True
 
     config: PretrainedConfig
 

@@ -130,8 +130,11 @@ class Context:
                     args.mode, self.task.name, self.run_dir)
         device = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu"
         precision = "fp16" if rt.fp16 else "bf16" if rt.bf16 else "fp32"
-        ranks = f", {rt.world_size} processes" if rt.distributed else ""
-        logger.info("device: %s (%s%s)", device, precision, ranks)
+        ranks = f", {rt.world_size} processes ({rt.strategy})" if rt.distributed else ""
+        extra = [f"teacher in {args.teacher_dtype}"] * (args.teacher_dtype != "fp32") + [
+            "gradient checkpointing"] * args.gradient_checkpointing
+        logger.info("device: %s (%s%s)%s", device, precision, ranks,
+                    "".join(f"; {x}" for x in extra))
         for role, m in self.models.items():
             origin = (f" (the final checkpoint of the run folder {m['run_folder']})"
                       if "run_folder" in m else "")
@@ -169,8 +172,10 @@ class Context:
         return model.to(self.rt.device)
 
     def save(self, model: nn.Module, path: Path) -> None:
+        """Rank 0 writes; under FSDP every process first helps gather the whole model."""
+        state = self.rt.full_state_dict(model) if self.rt.fsdp else None
         if self.rt.is_main:
-            save_checkpoint(model, self.tokenizer, path)
+            save_checkpoint(model, self.tokenizer, path, state)
 
     def load_teacher(self) -> tuple[nn.Module, dict[str, Any]]:
         """The frozen teacher in eval mode, and its dev metrics for the report."""
@@ -202,9 +207,13 @@ class Context:
                                      "progress": self.progress, "rng": rng_state(),
                                      "wall_s": self.wall(), "eval_s": self.eval_time_s})
 
+        if self.args.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        # under FSDP the loop's state is sharded over the processes: not saved (no --resume)
+        keeps_state = self.rt.is_main and not self.rt.fsdp
         result = fit(model, self.train_loader(), train_step, evaluate, self.train_config,
                      self.rt, desc, resume=saved["trainer"] if saved else None,
-                     on_state=on_state if self.rt.is_main else None, stop=self.stop)
+                     on_state=on_state if keeps_state else None, stop=self.stop)
         self.saved = None
         return result
 
@@ -220,16 +229,17 @@ class Context:
             metrics = self.evaluate(model)
 
             def keep() -> None:
-                best.update({k: v.detach().to("cpu", copy=True)
-                             for k, v in model.state_dict().items()})
-                self.save(model, path)
+                full = self.rt.full_state_dict(model)
+                best.update({k: v.detach().to("cpu", copy=True) for k, v in full.items()})
+                if self.rt.is_main:
+                    save_checkpoint(model, self.tokenizer, path, full)
 
             split = self.dev[0].name
             return Evaluation(metrics[self.selection], {split: metrics}, keep,
                               name=f"{split} {self.selection}")
 
         result = self.run_fit(model, single_loss(compute_loss), evaluate, desc, stage=desc)
-        model.load_state_dict(best)
+        self.rt.load_full_state_dict(model, best)
         return result.as_dict()
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -284,7 +294,8 @@ class Context:
 
 
 def prepare(args: argparse.Namespace) -> Context:
-    rt = setup(args.use_cpu, args.use_fp16, args.local_rank, args.use_bf16)
+    rt = setup(args.use_cpu, args.use_fp16, args.local_rank, args.use_bf16,
+               args.distributed_strategy)
     set_seed(args.seed)
     if args.teacher_model_path is None:
         teacher = Path(default_model_path())

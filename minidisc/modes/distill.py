@@ -13,6 +13,7 @@ from minidisc.cli import parse_spec
 from minidisc.compression.losses import Objective, distill_loss, objective_for
 from minidisc.compression.students import drop_layers, narrow
 from minidisc.modes.common import Context
+from minidisc.training.runtime import shard
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +30,22 @@ def build_student(ctx: Context, teacher: nn.Module, spec: tuple) -> nn.Module:
     return student.train()
 
 
+TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 class Distiller:
     """One objective (from --model_type / --objective) applied to student outputs; the teacher
-    runs once per batch and only when the objective reads it (ftbert_*: never)."""
+    runs once per batch and only when the objective reads it (ftbert_*: never).
+
+    The teacher is cast in place to --teacher_dtype (it only runs forward, so half precision
+    halves its memory at no training cost): build students from it before this. Under FSDP it
+    is sharded like the student."""
 
     def __init__(self, ctx: Context, teacher: nn.Module):
-        self.ctx, self.teacher = ctx, teacher
+        self.ctx, self.teacher = ctx, teacher.to(TEACHER_DTYPES[ctx.args.teacher_dtype])
         self.objective: Objective = objective_for(ctx.args.model_type, ctx.args.objective)
+        if ctx.rt.fsdp and self.objective.needs_teacher:
+            shard(teacher)
 
     def split(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict, Any]:
         """Device batch, model inputs, and the teacher's output for it (None if unused)."""
@@ -60,9 +70,9 @@ def distill_stage(ctx: Context, teacher: nn.Module, student: nn.Module, path: Pa
     """Train `student` against `teacher`; `student` ends holding its best dev weights."""
     distiller = Distiller(ctx, teacher)
 
-    def compute_loss(batch):
+    def compute_loss(batch, forward):
         b, inputs, t_out = distiller.split(batch)
-        return distiller.loss(student, inputs, t_out, b)
+        return distiller.loss(forward, inputs, t_out, b)
 
     return ctx.fit_best(student, compute_loss, path, desc)
 

@@ -13,8 +13,8 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     if not ctx.args.do_train:
         return {"final": ctx.report(model, folder, str(ctx.teacher_path))}
 
-    def compute_loss(batch):
-        return model(**ctx.to_device(batch)).loss
+    def compute_loss(batch, forward):
+        return forward(**ctx.to_device(batch)).loss
 
     train = ctx.fit_best(model, compute_loss, folder / "model", "finetune")
     return {"final": ctx.report(model, folder, "model"), "train": train}

@@ -28,7 +28,7 @@ from minidisc.compression.students import narrow
 from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context
 from minidisc.modes.distill import Distiller
-from minidisc.training.loop import Evaluation, Plan
+from minidisc.training.loop import Backward, Evaluation, Plan, TrainStep
 from minidisc.training.state import NumericalError
 
 logger = logging.getLogger(__name__)
@@ -55,22 +55,24 @@ def sample_sandwich(cands: list[float], k: int | None, rng: random.Random) -> li
     return [cands[0], *sorted(middle), cands[-1]]
 
 
-def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]):
+def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]) -> TrainStep:
     """A train step: teacher once, then each candidate's forward, loss and backward in turn,
-    so one candidate's graph is alive at a time. Returns the mean loss."""
+    so one candidate's graph is alive at a time; gradients synchronise (several processes)
+    in the last candidate's backward only. Returns the mean loss."""
 
-    def step(batch: dict, backward) -> float:
+    def step(batch: dict, backward: Backward) -> float:
         b, inputs, t_out = distiller.split(batch)
         total = 0.0
-        for s in cands:
-            student.sparsify(s)
-            loss = distiller.loss(student, inputs, t_out, b) / len(cands)
-            value = loss.item()
-            if not math.isfinite(value):
-                student.sparsify(None)
-                raise NumericalError(f"minidisc: non-finite training loss ({value}) for "
-                                     f"candidate {s:g}S")
-            backward(loss)
+        for i, s in enumerate(cands):
+            student.sparsify(s)  # the model itself; the forward goes through the engine
+            with backward.forward(last=i == len(cands) - 1) as forward:
+                loss = distiller.loss(forward, inputs, t_out, b) / len(cands)
+                value = loss.item()
+                if not math.isfinite(value):
+                    student.sparsify(None)
+                    raise NumericalError(f"minidisc: non-finite training loss ({value}) for "
+                                         f"candidate {s:g}S")
+                backward(loss)
             total += value
         student.sparsify(None)
         return total

@@ -12,17 +12,21 @@ and how many batches were done), the same best score and patience count.
 
 A train step calls `backward` itself, once per loss it computes: the sandwich back-propagates
 each candidate's loss as soon as it has it, so only one candidate's graph is alive at a time
-(peak memory of one student forward, not of all of them).
+(peak memory of one student forward, not of all of them). Each forward and its backward run
+inside `with backward.forward(last) as model:`: `model` is what to call (under DDP the
+wrapper), and under DDP/FSDP only the last forward of the last accumulated micro-batch
+synchronises gradients; the others accumulate locally, so a step costs one all-reduce.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +37,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_scheduler
 
-from minidisc.training.runtime import Runtime
+from minidisc.training.runtime import Replica, Runtime
 from minidisc.training.state import NumericalError, StopFlag
 
 logger = logging.getLogger(__name__)
@@ -53,16 +57,42 @@ class Evaluation:
     name: str = "score"
 
 
-Backward = Callable[[torch.Tensor], None]
+class Backward:
+    """What the loop hands a train step: `backward(loss)` back-propagates (scaled for
+    accumulation and fp16), `backward.forward(last)` is the context of one forward and its
+    backward and yields the model to call."""
+
+    def __init__(self, replica: Replica, scale: Callable[[torch.Tensor], torch.Tensor] | None
+                 = None, accum: int = 1):
+        self.replica, self.scale, self.accum = replica, scale, accum
+        self.syncs = True  # whether this micro-batch's last backward synchronises (the loop's)
+
+    @classmethod
+    def plain(cls, model: nn.Module) -> Backward:
+        """For a train step run outside the loop (one process, no scaling)."""
+        return cls(Replica(model, model))
+
+    def __call__(self, loss: torch.Tensor) -> None:
+        loss = loss / self.accum
+        (loss if self.scale is None else self.scale(loss)).backward()
+
+    @contextlib.contextmanager
+    def forward(self, last: bool = True) -> Iterator[nn.Module]:
+        """`last`: whether this is the step's last backward on this batch."""
+        with self.replica.sync(self.syncs and last):
+            yield self.replica.forward
+
+
 TrainStep = Callable[[dict, Backward], float]
 
 
-def single_loss(compute_loss: Callable[[dict], torch.Tensor]) -> TrainStep:
-    """A train step for modes with one loss per batch."""
+def single_loss(compute_loss: Callable[[dict, nn.Module], torch.Tensor]) -> TrainStep:
+    """A train step for modes with one loss per batch: `compute_loss(batch, model)`."""
 
     def step(batch: dict, backward: Backward) -> float:
-        loss = compute_loss(batch)
-        backward(loss)
+        with backward.forward() as model:
+            loss = compute_loss(batch, model)
+            backward(loss)
         return loss.item()
 
     return step
@@ -149,8 +179,10 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
         on_state: Callable[[dict[str, Any]], None] | None = None,
         stop: StopFlag | None = None) -> FitResult:
     """Train until the step budget, early stop, or a stop request; `resume` is a dict that
-    `on_state` was given earlier (the model, optimiser, ... and the FitState)."""
+    `on_state` was given earlier (the model, optimiser, ... and the FitState). Under several
+    processes `model` is wrapped (DDP) or sharded in place (FSDP) here."""
     accum = cfg.num_grad_accum_steps
+    replica = rt.replicate(model)
     plan = Plan.of(len(loader), cfg)
     total, patience = plan.total, plan.patience
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
@@ -169,9 +201,7 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
     generator = getattr(loader, "generator", None)
     replay = resume is not None and st.epoch_rng is not None and generator is not None
 
-    def backward(loss: torch.Tensor) -> None:
-        scaler.scale(loss / accum).backward()
-
+    backward = Backward(replica, scaler.scale, accum)
     start, wall_before = time.perf_counter(), st.wall_time_s
 
     def snapshot() -> dict[str, Any]:
@@ -196,6 +226,7 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
             for i, batch in enumerate(loader):
                 if i < st.batches_done:
                     continue
+                backward.syncs = (i + 1) % accum == 0 or i + 1 == len(loader)
                 try:
                     with rt.autocast():
                         value = train_step(batch, backward)
@@ -205,10 +236,9 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                     raise NumericalError(f"{desc}: non-finite training loss ({value}) at step "
                                          f"{st.step + 1}")
                 running += value / accum
-                if (i + 1) % accum and i + 1 != len(loader):
+                if not backward.syncs:
                     continue
                 scaler.unscale_(optimizer)
-                rt.all_reduce_grads(params)
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()

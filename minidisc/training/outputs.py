@@ -25,6 +25,7 @@ from minidisc.errors import MiniDiscError
 from minidisc.training.state import STATE_DIR
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
     from transformers import PreTrainedTokenizerBase
 
@@ -132,12 +133,14 @@ class RunLock:
             pass
 
 
-def save_checkpoint(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path) -> None:
-    """Write a from_pretrained-loadable folder, replacing an older one only once complete."""
+def save_checkpoint(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: Path,
+                    state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write a from_pretrained-loadable folder, replacing an older one only once complete;
+    `state`: the weights to write when the model's own are sharded (FSDP)."""
     tmp = path.with_name(f".{path.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=state)
     tokenizer.save_pretrained(tmp)
     old = path.with_name(f".{path.name}.old")
     if path.exists():

@@ -1,4 +1,11 @@
-"""Device, distributed (torchrun) and precision setup, decided once per run."""
+"""Device, distributed (torchrun) and precision setup, decided once per run.
+
+Several processes train one model with PyTorch's own engines: DDP (a replica per device,
+gradients all-reduced in the backward) or FSDP2 (`fully_shard`: parameters, gradients and
+optimiser state sharded over the processes, for models that do not fit one device). Both are
+used through `torch.distributed` directly; torchrun's environment (WORLD_SIZE, RANK,
+LOCAL_RANK, MASTER_ADDR/PORT, multi-node rendezvous included) is all they read.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,13 @@ import contextlib
 import logging
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +31,11 @@ class Runtime:
     world_size: int = 1
     fp16: bool = False
     bf16: bool = False
+    strategy: str = "ddp"  # how several processes train one model: ddp or fsdp
+
+    @property
+    def fsdp(self) -> bool:
+        return self.distributed and self.strategy == "fsdp"
 
     @property
     def is_main(self) -> bool:
@@ -38,22 +52,91 @@ class Runtime:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def all_reduce_grads(self, params) -> None:
-        """Average gradients over processes.
-
-        Done by hand instead of wrapping in DDP because the sandwich runs several forwards of
-        one model before a single backward, which DDP's reducer does not allow.
-        """
+    def replicate(self, model: nn.Module) -> Replica:
+        """The trained model as the engine sees it (DDP wrapper, FSDP-sharded, or itself)."""
         if not self.distributed:
+            return Replica(model, model)
+        if self.fsdp:
+            shard(model)
+            return Replica(model, model, fsdp=True)
+        # find_unused_parameters: a layer narrowed to zero heads skips its attention weights
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                  find_unused_parameters=True)
+        return Replica(model, ddp)
+
+    def full_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The whole model's weights; under FSDP gathered onto rank 0's CPU (a collective:
+        every process calls it; the others get an empty dict), elsewhere the model's own."""
+        if not self.fsdp:
+            return model.state_dict()
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                   cpu_offload=True))
+
+    def load_full_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """The inverse of `full_state_dict`: under FSDP rank 0's state is scattered to all."""
+        if not self.fsdp:
+            model.load_state_dict(state)
             return
-        for p in params:
-            if p.grad is not None:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad.div_(self.world_size)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+        )
+
+        set_model_state_dict(model, state, options=StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=True))
 
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+
+@dataclass
+class Replica:
+    """One trained model under this run's engine: `module` is the model itself (narrow it,
+    save it), `forward` is what a train step calls (the DDP wrapper: its forward arms the
+    gradient all-reduce), `sync(on)` says whether the next backward synchronises gradients."""
+
+    module: nn.Module
+    forward: nn.Module
+    fsdp: bool = False
+
+    @contextlib.contextmanager
+    def sync(self, on: bool) -> Iterator[None]:
+        """Forward and backward inside: with `on` False gradients only accumulate locally
+        (every candidate but the last, every micro-batch but the last)."""
+        if on or (self.forward is self.module and not self.fsdp):
+            yield
+        elif self.fsdp:
+            self.module.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                self.module.set_requires_gradient_sync(True)
+        else:
+            with self.forward.no_sync():
+                yield
+
+
+def shard(model: nn.Module) -> None:
+    """FSDP2 in place: each encoder layer is one unit (gathered for its own forward and
+    backward only), the root holds the rest (embeddings, pooler, head)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in encoder_layers(model):
+        fully_shard(layer)
+    fully_shard(model)
+
+
+def encoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The repeated blocks of a model: the children of its ModuleLists (encoder.layer for
+    BERT, block for T5), the units FSDP shards and gradient checkpointing recomputes."""
+    return [m for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst]
 
 
 def set_seed(seed: int) -> None:
@@ -63,7 +146,8 @@ def set_seed(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def setup(use_cpu: bool, use_fp16: bool, local_rank: int = -1, use_bf16: bool = False) -> Runtime:
+def setup(use_cpu: bool, use_fp16: bool, local_rank: int = -1, use_bf16: bool = False,
+          strategy: str = "ddp") -> Runtime:
     """CUDA when present unless --use_cpu; torchrun's env (WORLD_SIZE, LOCAL_RANK) when set."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", local_rank if local_rank >= 0 else 0))
@@ -79,4 +163,4 @@ def setup(use_cpu: bool, use_fp16: bool, local_rank: int = -1, use_bf16: bool = 
     if use_fp16 and not cuda:
         logger.warning("--use_fp16 needs CUDA; running in fp32 on the CPU")
     return Runtime(device=device, rank=rank, world_size=world, fp16=use_fp16 and cuda,
-                   bf16=use_bf16)
+                   bf16=use_bf16, strategy=strategy)
