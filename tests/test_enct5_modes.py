@@ -1,6 +1,7 @@
 """The EncT5 family through run.py: a tiny random T5 checkpoint with a Unigram T5 tokenizer
 goes through finetune -> sparsify -> distill / minidisc (and CoNLL finetune -> sparsify); the
-tokenizer side (no CLS, `</s>` closing, no token_type_ids) and the family's CLI defaults."""
+tokenizer side (no CLS, `</s>` closing, no token_type_ids), the family's CLI defaults, and
+the student's predict and ONNX export."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError
 from minidisc.main import execute
 from minidisc.models import load_model, max_positions
+from minidisc.models.families import ENCT5
 from minidisc.models.sparse_t5 import MiniDiscT5Config, SparseEncT5ForSequenceClassification
+from minidisc.predict import predict
 
 
 def t5_tokenizer() -> T5Tokenizer:
@@ -70,6 +73,15 @@ def test_tokenizer_pairs_and_tags(tiny_t5):
     assert pipeline.resolve_max_length(tok, 4096) == 4096
 
 
+@pytest.mark.parametrize("kind", ["cls", "ner"])
+def test_new_head_weights_are_initialised(kind, tiny_t5):
+    """A T5 checkpoint has no task head: its weights must not be left uninitialised memory."""
+    model = ENCT5.task_classes[kind].from_pretrained(tiny_t5, num_labels=5)
+    head = model.classifier.weight
+    assert torch.isfinite(head).all() and 0 < head.abs().max() < 5
+    assert not model.classifier.bias.any()
+
+
 def _parse(teacher: Path, *flags: str):
     return cli.validate(cli.build_parser().parse_args(
         ["--mode", "finetune", "--task_name", "sst2", "--teacher_model_path", str(teacher),
@@ -115,7 +127,9 @@ def test_finetune_sparsify_distill_minidisc(tiny_t5, sst2_dir, tmp_path):
     assert type(model) is SparseEncT5ForSequenceClassification
     assert isinstance(model.config, MiniDiscT5Config) and model.config.sparsity == 90
     assert md["final"]["params"]["encoder"] < sp["params_by_sparsity"]["0"]["encoder"]
-
+    # the student predicts: the family comes from its config.json
+    preds = predict(student, sst2_dir / "sst2" / "test.tsv", output=tmp_path / "p.tsv")
+    assert len(preds.read_text().splitlines()) == 9  # header + 8 rows
 
 def test_ner_finetune_and_sparsify(tiny_t5, tmp_path):
     data = write_conll_task(tmp_path / "data")
@@ -126,3 +140,23 @@ def test_ner_finetune_and_sparsify(tiny_t5, tmp_path):
     cfg = json.loads((out / "sparseenct5_ner_sparsify_conll" / "model" /
                       "config.json").read_text())
     assert cfg["architectures"] == ["SparseEncT5ForTokenClassification"]
+
+
+@pytest.mark.parametrize("kind", ["cls", "ner"])
+def test_onnx_export_declares_no_token_types(kind, tmp_path):
+    """A reordered, ragged 90% EncT5 (a layer without heads, one without neurons) exports with
+    input_ids and attention_mask only and matches PyTorch in onnxruntime."""
+    pytest.importorskip("onnxruntime")
+    from test_sparse_t5 import importance, prunable
+
+    from minidisc.export import export, ort_session
+
+    model = prunable("gated-gelu", ENCT5.task_classes[kind])
+    model.reorder(*importance(3))
+    model.sparsify(90)
+    model.densify()
+    model.save_pretrained(tmp_path / "student")
+    diff = export(tmp_path / "student", tmp_path / "student.onnx", max_length=12)
+    assert diff is not None and diff <= 1e-4
+    names = [i.name for i in ort_session(tmp_path / "student.onnx").get_inputs()]
+    assert names == ["input_ids", "attention_mask"]

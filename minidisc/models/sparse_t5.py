@@ -310,6 +310,11 @@ def _padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
+class EncT5Classifier(nn.Linear):
+    """The task head's output layer, a type of its own: transformers initialises a checkpoint's
+    missing weights module by module, so `_init_weights` must know it without its parent."""
+
+
 class SparseT5PreTrainedModel(T5PreTrainedModel):
     """T5's initialisation for this file's modules (T5PreTrainedModel's only knows its own)."""
 
@@ -331,9 +336,9 @@ class SparseT5PreTrainedModel(T5PreTrainedModel):
             init.normal_(module.shared.weight, mean=0.0, std=f)
         elif isinstance(module, SparseEncT5ForSequenceClassification):
             init.normal_(module.prompt, mean=0.0, std=f)
-        elif isinstance(module, _SparseEncT5TaskModel):
-            init.normal_(module.classifier.weight, mean=0.0, std=f * d ** -0.5)
-            init.zeros_(module.classifier.bias)
+        elif isinstance(module, EncT5Classifier):
+            init.normal_(module.weight, mean=0.0, std=f * d ** -0.5)
+            init.zeros_(module.bias)
         elif isinstance(module, SparseT5DenseFF):
             for lin in module.inputs:
                 init.normal_(lin.weight, mean=0.0, std=f * d ** -0.5)
@@ -462,11 +467,12 @@ class _SparseEncT5TaskModel(NarrowableTaskMixin, SparseT5PreTrainedModel):
     """Encoder (under `transformer.`) + a task head; narrowing goes to the encoder."""
 
     output_cls: type
+    pooled: bool  # one output per sequence (True) or per token (False)
 
     def __init__(self, config: T5Config):
         super().__init__(as_minidisc_t5_config(config))
         self.transformer = SparseT5EncoderModel(self.config)
-        self.classifier = nn.Linear(self.config.d_model, self.config.num_labels)
+        self.classifier = EncT5Classifier(self.config.d_model, self.config.num_labels)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.transformer.shared
@@ -496,6 +502,7 @@ class SparseEncT5ForSequenceClassification(_SparseEncT5TaskModel):
     decoder stays full width: only the encoder is sparsified."""
 
     output_cls = SequenceClassifierOutput
+    pooled = True  # one output per sequence
 
     def __init__(self, config: T5Config):
         super().__init__(config)
@@ -513,6 +520,7 @@ class SparseEncT5ForTokenClassification(_SparseEncT5TaskModel):
     T5ForTokenClassification): every token is its own query, no decoder needed."""
 
     output_cls = TokenClassifierOutput
+    pooled = False
 
     def __init__(self, config: T5Config):
         super().__init__(config)
