@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 MODES = ("finetune", "sparsify", "distill", "maxidisc", "minidisc")
 MIN_MAX_LENGTH = 8  # [CLS] + [SEP] + a few tokens: shorter inputs cannot hold a sentence pair
 DEFAULT_MAX_LENGTH = 128  # --max_length when not given (capped at the model's position table)
-DATA_TYPES = ("bert_cls", "bert_ner")
+# The reference's input pipelines, <bert|enct5>_<cls|ner>: one per family kind (RoBERTa's is
+# bert's); here the tokenizer frames the inputs, so the data type only has to fit the model.
+DATA_TYPES = ("bert_cls", "bert_ner", "enct5_cls", "enct5_ner")
 DEFAULT_DATA_DIR = "datasets"
 STRATEGIES = ("ddp", "fsdp")
 TEACHER_DTYPES = ("fp32", "bf16", "fp16")
@@ -58,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model_type",
         choices=MODEL_TYPES,
         default=None,
-        help="model family and objective: <objective><family>_<cls|ner>; family bert or "
-        "roberta (must be the teacher checkpoint's); objective sparse* (hidden-state + "
+        help="model family and objective: <objective><family>_<cls|ner>; family bert, "
+        "roberta or enct5 (must be the teacher checkpoint's); objective sparse* (hidden-state + "
         "soft-logit distillation), kd* (soft + label CE; bert), pkd* (patient KD; bert), ft* "
         "(label loss only, no teacher); default sparse<teacher's family>_cls or _ner from "
         "--data_type",
@@ -83,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data_type",
         choices=DATA_TYPES,
         default=None,
-        help="task pipeline; default from the task (bert_ner for conll and tagging, else "
-        "bert_cls)",
+        help="task pipeline, <bert|enct5>_<cls|ner>: must fit --model_type's family (enct5 for "
+        "T5, bert for the others) and the task; default from both (e.g. bert_ner for conll "
+        "and tagging on a BERT)",
     )
     g.add_argument("--output_dir", default="outputs", help="folder for run folders")
     g.add_argument(
@@ -399,19 +402,23 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
 
     task = _check_task(args)
     kind = "ner" if task.is_ner else "cls"
-    if args.data_type is None:
-        args.data_type = f"bert_{kind}"
-    if args.data_type != f"bert_{kind}":
-        raise MiniDiscError(
-            f"--data_type {args.data_type} does not fit task {args.task_name} (use bert_{kind})"
-        )
     if args.model_type is None:
         args.model_type = peek_family(args.teacher_model_path).model_type("sparse", kind)
-    family, objective, _ = parse_model_type(args.model_type)
-    if not args.model_type.endswith(kind):
+    family, objective, model_kind = parse_model_type(args.model_type)
+    data_type = f"{family.data_type}_{kind}"
+    if args.data_type is None:
+        args.data_type = data_type
+    if not args.data_type.endswith(f"_{kind}"):
+        raise MiniDiscError(
+            f"--data_type {args.data_type} does not fit task {args.task_name} (use {data_type})"
+        )
+    if model_kind != kind:
         raise MiniDiscError(
             f"--model_type {args.model_type} does not fit --data_type {args.data_type}"
         )
+    if args.data_type != data_type:
+        raise MiniDiscError(f"--data_type {args.data_type} does not fit --model_type "
+                            f"{args.model_type} (use {data_type})")
     if args.selection_metric is None:
         args.selection_metric = task.selection_metric
     if args.selection_metric not in task.metric_names:

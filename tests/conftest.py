@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import string
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,21 @@ def conll_dir(tmp_path) -> Path:
 FAST_FLAGS = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
               "--learning_rate", "3e-3", "--log_interval", "30", "--use_cpu",
               "--warmup_proportion", "0"]
+
+
+@pytest.fixture(scope="session")
+def fake_python(tmp_path_factory) -> Path:
+    """A folder whose `python` writes its argv as JSON to $ARGV_OUT instead of running: put
+    first on PATH, a generated script's exact run.py command line without running a model."""
+    folder = tmp_path_factory.mktemp("fakebin")
+    exe = folder / "python"
+    exe.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "with open(os.environ['ARGV_OUT'], 'w') as f:\n"
+        "    json.dump(sys.argv[1:], f)\n"
+        "with open(os.environ['ARGV_OUT'] + '.cwd', 'w') as f:\n"
+        "    f.write(os.getcwd())\n"
+    )
+    exe.chmod(0o755)
+    return folder

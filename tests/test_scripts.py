@@ -40,23 +40,6 @@ CUSTOM_ENV = {"TRAIN_FILE": "my/train.csv", "VALIDATION_FILE": "my/dev.csv",
               "TEXT_COLUMNS": "review", "LABEL_COLUMN": "stars"}
 
 
-@pytest.fixture(scope="module")
-def fake_python(tmp_path_factory) -> Path:
-    """A folder whose `python` writes its argv as JSON to $ARGV_OUT instead of running."""
-    folder = tmp_path_factory.mktemp("fakebin")
-    exe = folder / "python"
-    exe.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        "with open(os.environ['ARGV_OUT'], 'w') as f:\n"
-        "    json.dump(sys.argv[1:], f)\n"
-        "with open(os.environ['ARGV_OUT'] + '.cwd', 'w') as f:\n"
-        "    f.write(os.getcwd())\n"
-    )
-    exe.chmod(0o755)
-    return folder
-
-
 @pytest.fixture
 def run(fake_python, tmp_path):
     """run(name, args, **env) -> (completed process, run.py argv or None if it never ran)."""

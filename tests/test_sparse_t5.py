@@ -18,14 +18,15 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from minidisc.compression.students import drop_layers
 from minidisc.errors import MiniDiscError
+from minidisc.models.families import count_params
 from minidisc.models.sparse_bert import keep_counts
 from minidisc.models.sparse_t5 import (
     MiniDiscT5Config,
     SparseEncT5ForSequenceClassification,
     SparseEncT5ForTokenClassification,
     SparseT5EncoderModel,
-    count_params,
     relative_position_bucket,
 )
 
@@ -318,7 +319,7 @@ def test_keep_layers_keeps_the_bottom_blocks():
     ids, mask = batch()
     with torch.no_grad():
         full = model(ids, attention_mask=mask, output_hidden_states=True).hidden_states
-    model.keep_layers(1)
+    model = drop_layers(model, 1)
     cfg = model.config
     assert cfg.num_hidden_layers == cfg.num_layers == 1
     assert len(cfg.relative_bias_heads) == 1
@@ -329,4 +330,4 @@ def test_keep_layers_keeps_the_bottom_blocks():
     stack = model.transformer.encoder
     torch.testing.assert_close(hidden[1], stack.final_layer_norm(full[1]))
     with pytest.raises(MiniDiscError):
-        model.keep_layers(2)
+        drop_layers(model, 2)

@@ -1,11 +1,19 @@
-"""The generated t5_scripts/*.sh: in sync with t5_scripts/generate.py, valid bash, EncT5 types."""
+"""The generated t5_scripts/*.sh: in sync with t5_scripts/generate.py, valid bash, EncT5 types,
+and every command line they build is one run.py accepts (run with test_scripts' stand-in
+`python`)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from minidisc import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "t5_scripts"
@@ -38,3 +46,18 @@ def test_scripts_are_bash_with_enct5_types():
         kind = "ftenct5_cls" if "finetuning" in path.name else "sparseenct5_cls"
         assert f"--model_type {kind}\n" in text and "--data_type enct5_cls\n" in text
         assert "bert" not in text.replace("bert_scripts (the reference", "")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SCRIPTS.glob("run_*.sh")))
+def test_every_command_line_is_accepted_by_run_py(name, fake_python, tmp_path):
+    out = tmp_path / "argv.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "OUTPUT_DIR")}
+    env.update(ARGV_OUT=str(out), PATH=f"{fake_python}{os.pathsep}{env['PATH']}")
+    proc = subprocess.run(["bash", str(SCRIPTS / name), "some/t5"], env=env, check=False,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    argv = json.loads(out.read_text())
+    assert argv[0] == str(ROOT / "run.py")
+    ns = cli.parse_args(argv[1:])
+    kind = "ftenct5_cls" if "finetuning" in name else "sparseenct5_cls"
+    assert (ns.model_type, ns.data_type, ns.teacher_model_path) == (kind, "enct5_cls", "some/t5")

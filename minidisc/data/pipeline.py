@@ -62,7 +62,8 @@ def _encode_tags(task: Task, examples: list[TagExample], tok: PreTrainedTokenize
 
     Sentences without gold tags get 'O' placeholders so the first sub-tokens stay marked.
     The sentence is framed by the tokenizer's own start and end tokens ([CLS]/[SEP] for BERT,
-    <s>/</s> for RoBERTa), and has token_type_ids only where the tokenizer has them.
+    <s>/</s> for RoBERTa, only </s> at the end for T5, which has no start token), and has
+    token_type_ids only where the tokenizer has them.
     """
     start = [t for t in (tok.cls_token_id if tok.cls_token_id is not None
                          else tok.bos_token_id,) if t is not None]

@@ -35,6 +35,13 @@ from minidisc.models.sparse_roberta import (
     SparseRobertaForTokenClassification,
     SparseRobertaModel,
 )
+from minidisc.models.sparse_t5 import (
+    T5_TYPES,
+    MiniDiscT5Config,
+    SparseEncT5ForSequenceClassification,
+    SparseEncT5ForTokenClassification,
+    SparseT5EncoderModel,
+)
 
 KINDS = ("cls", "ner")  # sequence classification/regression, token classification
 
@@ -81,6 +88,7 @@ class Family:
     objectives: tuple[str, ...]  # model-type prefixes offered: sparse, ft, kd, pkd
     token_type_ids: bool  # whether the model (and its tokenizer) takes token_type_ids
     positions_after_padding: bool = False  # position ids start at pad_token_id + 1 (RoBERTa)
+    data_type: str = "bert"  # the reference's --data_type prefix for this family
 
     def model_type(self, objective: str, kind: str) -> str:
         return f"{objective}{self.name}_{kind}"
@@ -104,7 +112,14 @@ ROBERTA = Family(
     config_types=("roberta", MiniDiscRobertaConfig.model_type),
     objectives=("sparse", "ft"), token_type_ids=False, positions_after_padding=True)
 
-FAMILIES: tuple[Family, ...] = (BERT, ROBERTA)
+ENCT5 = Family(
+    name="enct5", label="T5", config_class=MiniDiscT5Config, base_class=SparseT5EncoderModel,
+    task_classes={"cls": SparseEncT5ForSequenceClassification,
+                  "ner": SparseEncT5ForTokenClassification},
+    config_types=(*T5_TYPES, MiniDiscT5Config.model_type),
+    objectives=("sparse", "ft"), token_type_ids=False, data_type="enct5")
+
+FAMILIES: tuple[Family, ...] = (BERT, ROBERTA, ENCT5)
 MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
 
 
@@ -125,7 +140,7 @@ def family_of_config(config_type: str) -> Family | None:
 
 
 def accepted() -> str:
-    """The families, for messages: 'BERT or RoBERTa'."""
+    """The families, for messages: 'BERT, RoBERTa or T5'."""
     labels = [f.label for f in FAMILIES]
     return " or ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
 

@@ -246,7 +246,10 @@ class NarrowableEncoderMixin:
     """Narrowing, reordering and forward of an encoder made of `SparseBertLayer`s, for every
     family whose layers are BERT's (BERT, RoBERTa): the family's base model only provides
     `embeddings`, `encoder` and an optional `pooler`. This is the interface the compression
-    code relies on (`minidisc.models.families.NarrowableBase`)."""
+    code relies on (`minidisc.models.families.NarrowableBase`). Other layer kinds (T5's
+    blocks) reuse the narrowing with their own `layers_attr`, `per_layer_keys`,
+    `encoder_params` and forward: a layer needs `num_heads`, `num_neurons`, `reorder` and
+    `densify`."""
 
     supports_gradient_checkpointing = True
     config: PretrainedConfig
@@ -255,6 +258,13 @@ class NarrowableEncoderMixin:
     pooler: nn.Module | None
     active: tuple[list[int], list[int]] | None  # virtual widths per layer
     active_sparsity: float
+    layers_attr = "layer"  # the encoder's list of narrowable layers
+    per_layer_keys: tuple[str, ...] = ("layer_heads", "layer_neurons")  # config lists, by layer
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The narrowable layers, bottom first."""
+        return getattr(self.encoder, self.layers_attr)
 
     def _init_narrowing(self) -> None:
         self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
@@ -270,8 +280,8 @@ class NarrowableEncoderMixin:
 
     def physical_widths(self) -> tuple[list[int], list[int]]:
         """Heads and FFN neurons each layer's weights hold."""
-        layers = self.encoder.layer
-        return [lay.num_heads for lay in layers], [lay.num_neurons for lay in layers]
+        return ([lay.num_heads for lay in self.layers],
+                [lay.num_neurons for lay in self.layers])
 
     def full_widths(self) -> tuple[list[int], list[int]]:
         """Per-layer widths of the unpruned model: what the sparsity map's counts remove from."""
@@ -292,7 +302,7 @@ class NarrowableEncoderMixin:
             return
         sparsity = float(sparsity)
         heads, neurons = keep_counts(self.config, sparsity)
-        for i, lay in enumerate(self.encoder.layer):
+        for i, lay in enumerate(self.layers):
             if heads[i] > lay.num_heads or neurons[i] > lay.num_neurons:
                 raise MiniDiscError(
                     f"sparsity {sparsity:g} is below this model's own sparsity "
@@ -305,29 +315,30 @@ class NarrowableEncoderMixin:
         """Make the current virtual narrowing physical and record it in the config."""
         if self.active is None:
             return
-        heads, neurons = self.active
-        for lay, h, n in zip(self.encoder.layer, heads, neurons):
+        for lay, h, n in zip(self.layers, *self.active):
             lay.densify(h, n)
-        self.config.layer_heads, self.config.layer_neurons = list(heads), list(neurons)
+        self._record_widths()
         self.config.sparsity = self.active_sparsity
         self.config.sparsity_map = truncate_map(self.config.sparsity_map, self.active_sparsity)
         self.active = None
 
+    def _record_widths(self) -> None:
+        """The physical widths into the config, so save/load rebuilds the layers."""
+        self.config.layer_heads, self.config.layer_neurons = self.physical_widths()
+
     def reorder(self, head_importance: Sequence[torch.Tensor],
                 neuron_importance: Sequence[torch.Tensor]) -> None:
         """Sort every layer's heads and neurons by importance, most important first."""
-        for lay, hi, ni in zip(self.encoder.layer, head_importance, neuron_importance):
-            lay.reorder(torch.argsort(hi.to(lay.intermediate.dense.weight.device),
-                                      descending=True, stable=True),
-                        torch.argsort(ni.to(lay.intermediate.dense.weight.device),
-                                      descending=True, stable=True))
+        for lay, hi, ni in zip(self.layers, head_importance, neuron_importance):
+            lay.reorder(torch.argsort(hi.to(self.device), descending=True, stable=True),
+                        torch.argsort(ni.to(self.device), descending=True, stable=True))
 
     def keep_layers(self, n: int) -> None:
         """Keep the bottom `n` layers; the config (shared with the task model) follows."""
-        self.encoder.layer = self.encoder.layer[:n]
+        setattr(self.encoder, self.layers_attr, self.layers[:n])
         cfg = self.config
         cfg.num_hidden_layers = n
-        for name in ("layer_heads", "layer_neurons"):
+        for name in self.per_layer_keys:
             if getattr(cfg, name, None):
                 setattr(cfg, name, list(getattr(cfg, name))[:n])
         if getattr(cfg, "sparsity_map", None):
@@ -350,7 +361,7 @@ class NarrowableEncoderMixin:
         bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
         heads, neurons = self.widths()
         hidden = [x]
-        for i, lay in enumerate(self.encoder.layer):
+        for i, lay in enumerate(self.layers):
             args = (x, bias, heads[i], neurons[i], None if head_mask is None else head_mask[i],
                     None if neuron_mask is None else neuron_mask[i])
             if self.gradient_checkpointing and self.training:

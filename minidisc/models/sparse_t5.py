@@ -38,7 +38,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.models.t5.modeling_t5 import T5LayerNorm
 
-from .sparse_bert import MiniDiscError, keep_counts, layer_widths, truncate_map
+from .sparse_bert import NarrowableEncoderMixin, NarrowableTaskMixin, layer_widths
 
 T5_TYPES = ("t5", "mt5")  # plain config.json model types taken as this one
 
@@ -310,6 +310,11 @@ def _padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
+class EncT5Classifier(nn.Linear):
+    """The task head's output layer, a type of its own: transformers initialises a checkpoint's
+    missing weights module by module, so `_init_weights` must know it without its parent."""
+
+
 class SparseT5PreTrainedModel(T5PreTrainedModel):
     """T5's initialisation for this file's modules (T5PreTrainedModel's only knows its own)."""
 
@@ -331,9 +336,9 @@ class SparseT5PreTrainedModel(T5PreTrainedModel):
             init.normal_(module.shared.weight, mean=0.0, std=f)
         elif isinstance(module, SparseEncT5ForSequenceClassification):
             init.normal_(module.prompt, mean=0.0, std=f)
-        elif isinstance(module, _SparseEncT5TaskModel):
-            init.normal_(module.classifier.weight, mean=0.0, std=f * d ** -0.5)
-            init.zeros_(module.classifier.bias)
+        elif isinstance(module, EncT5Classifier):
+            init.normal_(module.weight, mean=0.0, std=f * d ** -0.5)
+            init.zeros_(module.bias)
         elif isinstance(module, SparseT5DenseFF):
             for lin in module.inputs:
                 init.normal_(lin.weight, mean=0.0, std=f * d ** -0.5)
@@ -347,17 +352,19 @@ class SparseT5PreTrainedModel(T5PreTrainedModel):
                 init.normal_(module.relative_attention_bias.weight, mean=0.0, std=f * d ** -0.5)
 
 
-class SparseT5EncoderModel(SparseT5PreTrainedModel):
+class SparseT5EncoderModel(NarrowableEncoderMixin, SparseT5PreTrainedModel):
     """Shared embedding + narrowable encoder; returns every hidden state (no pooler: T5 has no
-    [CLS], the EncT5 head pools)."""
+    [CLS], the EncT5 head pools). Narrowing is sparse_bert's, over T5's blocks, plus each
+    block's position-bias columns (`relative_bias_heads`)."""
+
+    layers_attr = "block"
+    per_layer_keys = ("layer_heads", "layer_neurons", "relative_bias_heads")
 
     def __init__(self, config: T5Config):
         super().__init__(as_minidisc_t5_config(config))
-        config = self.config
-        self.shared = nn.Embedding(config.vocab_size, config.d_model)
-        self.encoder = SparseT5Stack(config)
-        self.active: tuple[list[int], list[int]] | None = None  # virtual widths per layer
-        self.active_sparsity = float(getattr(config, "sparsity", 0) or 0)
+        self.shared = nn.Embedding(self.config.vocab_size, self.config.d_model)
+        self.encoder = SparseT5Stack(self.config)
+        self._init_narrowing()
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -366,76 +373,23 @@ class SparseT5EncoderModel(SparseT5PreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.shared = value
 
-    # --- narrowing ---------------------------------------------------------------------
-    def widths(self) -> tuple[list[int], list[int]]:
-        """The widths forward uses now (virtual if narrowed, else physical)."""
-        if self.active is not None:
-            return self.active
-        blocks = self.encoder.block
-        return [b.num_heads for b in blocks], [b.num_neurons for b in blocks]
+    def encoder_params(self, heads: Sequence[int], neurons: Sequence[int]) -> int:
+        """Parameters of the encoder at these per-layer widths."""
+        return encoder_params(self.config, heads, neurons)
 
-    def sparsify(self, sparsity: float | None) -> None:
-        """Narrow virtually to a sparsity of the map (None: back to the physical widths)."""
-        if sparsity is None:
-            self.active = None
-            self.active_sparsity = float(getattr(self.config, "sparsity", 0) or 0)
-            return
-        sparsity = float(sparsity)
-        heads, neurons = keep_counts(self.config, sparsity)
-        for i, b in enumerate(self.encoder.block):
-            if heads[i] > b.num_heads or neurons[i] > b.num_neurons:
-                raise MiniDiscError(
-                    f"sparsity {sparsity:g} is below this model's own sparsity "
-                    f"{float(self.config.sparsity):g}: cannot widen a densified model"
-                )
-        self.active = (heads, neurons)
-        self.active_sparsity = sparsity
+    def _record_bias_heads(self) -> None:
+        self.config.relative_bias_heads = [list(b.attention.bias_heads) for b in self.layers]
 
     def _record_widths(self) -> None:
         """Physical widths and position-bias columns into the config (save/load them)."""
-        blocks = self.encoder.block
-        self.config.layer_heads = [b.num_heads for b in blocks]
-        self.config.layer_neurons = [b.num_neurons for b in blocks]
-        self.config.relative_bias_heads = [list(b.attention.bias_heads) for b in blocks]
-
-    def densify(self) -> None:
-        """Make the current virtual narrowing physical and record it in the config."""
-        if self.active is None:
-            return
-        for b, h, n in zip(self.encoder.block, *self.active):
-            b.densify(h, n)
-        self._record_widths()
-        self.config.sparsity = self.active_sparsity
-        self.config.sparsity_map = truncate_map(self.config.sparsity_map, self.active_sparsity)
-        self.active = None
+        super()._record_widths()
+        self._record_bias_heads()
 
     def reorder(self, head_importance: Sequence[torch.Tensor],
                 neuron_importance: Sequence[torch.Tensor]) -> None:
-        """Sort every layer's heads and neurons by importance, most important first."""
-        device = self.shared.weight.device
-        for b, hi, ni in zip(self.encoder.block, head_importance, neuron_importance):
-            b.reorder(torch.argsort(hi.to(device), descending=True, stable=True),
-                      torch.argsort(ni.to(device), descending=True, stable=True))
-        self.config.relative_bias_heads = [list(b.attention.bias_heads)
-                                           for b in self.encoder.block]
-
-    def keep_layers(self, n: int) -> None:
-        """Keep the bottom `n` blocks (block 0 holds the position table, so it always stays)
-        and cut every per-layer config list to match."""
-        depth = len(self.encoder.block)
-        if not 1 <= n <= depth:
-            raise MiniDiscError(f"cannot keep {n} layers of {depth} (need 1..{depth})")
-        self.encoder.block = self.encoder.block[:n]
-        cfg = self.config
-        cfg.num_hidden_layers = n
-        for name in ("layer_heads", "layer_neurons", "relative_bias_heads"):
-            if getattr(cfg, name, None):
-                setattr(cfg, name, list(getattr(cfg, name))[:n])
-        if getattr(cfg, "sparsity_map", None):
-            cfg.sparsity_map = {k: {kind: v[:n] for kind, v in entry.items()}
-                                for k, entry in cfg.sparsity_map.items()}
-        if self.active is not None:
-            self.active = (self.active[0][:n], self.active[1][:n])
+        """Sort heads and neurons by importance; the bias columns follow the heads."""
+        super().reorder(head_importance, neuron_importance)
+        self._record_bias_heads()
 
     # --- forward -----------------------------------------------------------------------
     def position_bias(self, length: int, device: torch.device) -> torch.Tensor:
@@ -509,42 +463,22 @@ class EncT5Decoder(nn.Module):
         return self.dropout(self.final_layer_norm(x))
 
 
-class _SparseEncT5TaskModel(SparseT5PreTrainedModel):
+class _SparseEncT5TaskModel(NarrowableTaskMixin, SparseT5PreTrainedModel):
     """Encoder (under `transformer.`) + a task head; narrowing goes to the encoder."""
 
     output_cls: type
+    pooled: bool  # one output per sequence (True) or per token (False)
 
     def __init__(self, config: T5Config):
         super().__init__(as_minidisc_t5_config(config))
         self.transformer = SparseT5EncoderModel(self.config)
-        self.classifier = nn.Linear(self.config.d_model, self.config.num_labels)
+        self.classifier = EncT5Classifier(self.config.d_model, self.config.num_labels)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.transformer.shared
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.transformer.shared = value
-
-    def sparsify(self, sparsity: float | None) -> None:
-        self.transformer.sparsify(sparsity)
-
-    def densify(self) -> None:
-        self.transformer.densify()
-
-    def reorder(self, head_importance: Sequence[torch.Tensor],
-                neuron_importance: Sequence[torch.Tensor]) -> None:
-        self.transformer.reorder(head_importance, neuron_importance)
-
-    def keep_layers(self, n: int) -> None:
-        self.transformer.keep_layers(n)
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
-        if labels is None:
-            return None
-        if self.config.num_labels == 1:
-            return F.mse_loss(logits.view(-1), labels.view(-1).to(logits.dtype))
-        return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1),
-                               ignore_index=-100)
 
     def _logits(self, hidden: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -568,6 +502,7 @@ class SparseEncT5ForSequenceClassification(_SparseEncT5TaskModel):
     decoder stays full width: only the encoder is sparsified."""
 
     output_cls = SequenceClassifierOutput
+    pooled = True  # one output per sequence
 
     def __init__(self, config: T5Config):
         super().__init__(config)
@@ -585,6 +520,7 @@ class SparseEncT5ForTokenClassification(_SparseEncT5TaskModel):
     T5ForTokenClassification): every token is its own query, no decoder needed."""
 
     output_cls = TokenClassifierOutput
+    pooled = False
 
     def __init__(self, config: T5Config):
         super().__init__(config)
@@ -612,11 +548,3 @@ def encoder_params(config: T5Config, heads: Sequence[int], neurons: Sequence[int
         total += (inputs + 1) * d * n + d  # wi (wi_0, wi_1), wo + layer norm
     return total
 
-
-def count_params(model: nn.Module) -> dict[str, int]:
-    """Parameters the model uses now: encoder and total (virtual narrowing counted)."""
-    total = sum(p.numel() for p in model.parameters())
-    base = getattr(model, "transformer", model)
-    physical = sum(p.numel() for p in base.encoder.parameters())
-    encoder = encoder_params(base.config, *base.widths())
-    return {"encoder": encoder, "total": total - physical + encoder}
