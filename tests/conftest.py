@@ -100,6 +100,16 @@ FAST_FLAGS = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_si
               "--warmup_proportion", "0"]
 
 
+def run_mode(mode: str, data: Path, out: Path, teacher: Path, *extra: str,
+             task: str = "sst2") -> dict:
+    """One run.py call on a fixture task: 1 epoch at the fast flags, `extra` overriding."""
+    from minidisc.main import execute
+
+    return execute(["--mode", mode, "--task_name", task, "--data_dir", str(data),
+                    "--output_dir", str(out), "--teacher_model_path", str(teacher),
+                    "--num_train_epochs", "1", *FAST_FLAGS, *extra])
+
+
 @pytest.fixture(scope="session")
 def fake_python(tmp_path_factory) -> Path:
     """A folder whose `python` writes its argv as JSON to $ARGV_OUT instead of running: put

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_FLAGS, FILLER, NEGATIVE, NER_WORDS, POSITIVE, write_conll_task
+from conftest import FILLER, NEGATIVE, NER_WORDS, POSITIVE, run_mode, write_conll_task
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration, T5Tokenizer
 
 from minidisc import cli
@@ -19,7 +19,6 @@ from minidisc.data import pipeline
 from minidisc.data.examples import TagExample
 from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError
-from minidisc.main import execute
 from minidisc.models import load_model, max_positions
 from minidisc.models.families import ENCT5
 from minidisc.models.sparse_t5 import MiniDiscT5Config, SparseEncT5ForSequenceClassification
@@ -99,28 +98,22 @@ def test_cli_defaults_and_data_types(tiny_t5):
         _parse(tiny_t5, "--data_type", "enct5_ner")
 
 
-def _run(mode: str, data: Path, out: Path, teacher: Path, *extra: str, task: str = "sst2"):
-    return execute(["--mode", mode, "--task_name", task, "--data_dir", str(data),
-                    "--output_dir", str(out), "--teacher_model_path", str(teacher),
-                    "--num_train_epochs", "1", *FAST_FLAGS, *extra])
-
-
 def test_finetune_sparsify_distill_minidisc(tiny_t5, sst2_dir, tmp_path):
     out = tmp_path / "out"
-    ft = _run("finetune", sst2_dir, out, tiny_t5, "--model_type", "ftenct5_cls",
+    ft = run_mode("finetune", sst2_dir, out, tiny_t5, "--model_type", "ftenct5_cls",
               "--num_train_epochs", "2")
     run = out / "ftenct5_cls_finetune_sst2"
     assert (run / "model" / "config.json").is_file() and ft["final"]["dev"]["acc"] > 0
-    sp = _run("sparsify", sst2_dir, out, run, "--model_type", "sparseenct5_cls",
+    sp = run_mode("sparsify", sst2_dir, out, run, "--model_type", "sparseenct5_cls",
               "--data_type", "enct5_cls")
     assert sp["dev_before_reorder"] == pytest.approx(sp["dev_after_reorder"], abs=1e-6)
     teacher = out / "sparseenct5_cls_sparsify_sst2"
     cfg = json.loads((teacher / "model" / "config.json").read_text())
     assert cfg["model_type"] == "minidisc_t5" and "90" in cfg["sparsity_map"]
     assert len(cfg["relative_bias_heads"]) == 2
-    dist = _run("distill", sst2_dir, out, teacher, "--layer_or_sparsity", "90S")
+    dist = run_mode("distill", sst2_dir, out, teacher, "--layer_or_sparsity", "90S")
     assert dist["final"]["sparsity"] == 90
-    md = _run("minidisc", sst2_dir, out, teacher, "--target_sparsity", "90",
+    md = run_mode("minidisc", sst2_dir, out, teacher, "--target_sparsity", "90",
               "--sandwich_k", "0", "--final_sandwich", "target")
     student = out / "sparseenct5_cls_minidisc_90S_lam0.2_sst2" / md["final"]["path"]
     model = load_model("sparseenct5_cls", student, TASKS["sst2"], "student")
@@ -134,9 +127,9 @@ def test_finetune_sparsify_distill_minidisc(tiny_t5, sst2_dir, tmp_path):
 def test_ner_finetune_and_sparsify(tiny_t5, tmp_path):
     data = write_conll_task(tmp_path / "data")
     out = tmp_path / "out"
-    ft = _run("finetune", data, out, tiny_t5, task="conll")
+    ft = run_mode("finetune", data, out, tiny_t5, task="conll")
     assert "f1" in ft["final"]["dev"]
-    _run("sparsify", data, out, out / "sparseenct5_ner_finetune_conll", task="conll")
+    run_mode("sparsify", data, out, out / "sparseenct5_ner_finetune_conll", task="conll")
     cfg = json.loads((out / "sparseenct5_ner_sparsify_conll" / "model" /
                       "config.json").read_text())
     assert cfg["architectures"] == ["SparseEncT5ForTokenClassification"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_FLAGS, FILLER, NEGATIVE, NER_WORDS, POSITIVE, write_conll_task
+from conftest import FILLER, NEGATIVE, NER_WORDS, POSITIVE, run_mode, write_conll_task
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
     AutoModelForSequenceClassification,
@@ -203,15 +203,9 @@ def test_tagging_uses_the_tokenizers_own_frame(tiny_roberta, conll_dir):
     assert max_positions(tiny_roberta) == 64  # 66 positions, the first two reserved
 
 
-def _run(mode: str, data: Path, out: Path, teacher: Path, *extra: str, task: str = "sst2"):
-    return execute(["--mode", mode, "--task_name", task, "--data_dir", str(data),
-                    "--output_dir", str(out), "--teacher_model_path", str(teacher),
-                    "--num_train_epochs", "1", *FAST_FLAGS, *extra])
-
-
 def test_finetune_sparsify_distill_minidisc(tiny_roberta, sst2_dir, tmp_path):
     out = tmp_path / "out"
-    ft = _run("finetune", sst2_dir, out, tiny_roberta, "--num_train_epochs", "4")
+    ft = run_mode("finetune", sst2_dir, out, tiny_roberta, "--num_train_epochs", "4")
     assert (out / "sparseroberta_cls_finetune_sst2" / "model" / "config.json").is_file()
     assert ft["final"]["dev"]["acc"] > 0
     sp = execute(["--mode", "sparsify", "--task_name", "sst2", "--data_dir", str(sst2_dir),
@@ -221,12 +215,12 @@ def test_finetune_sparsify_distill_minidisc(tiny_roberta, sst2_dir, tmp_path):
     teacher = out / "sparseroberta_cls_sparsify_sst2"
     cfg = json.loads((teacher / "model" / "config.json").read_text())
     assert cfg["model_type"] == "minidisc_roberta" and "90" in cfg["sparsity_map"]
-    dist = _run("distill", sst2_dir, out, teacher, "--layer_or_sparsity", "90S")
+    dist = run_mode("distill", sst2_dir, out, teacher, "--layer_or_sparsity", "90S")
     assert dist["final"]["sparsity"] == 90
-    layers = _run("distill", sst2_dir, out, teacher, "--layer_or_sparsity", "1L",
+    layers = run_mode("distill", sst2_dir, out, teacher, "--layer_or_sparsity", "1L",
                   "--model_type", "ftroberta_cls")
     assert layers["final"]["num_layers"] == 1
-    md = _run("minidisc", sst2_dir, out, teacher, "--target_sparsity", "90",
+    md = run_mode("minidisc", sst2_dir, out, teacher, "--target_sparsity", "90",
               "--sandwich_k", "0", "--final_sandwich", "target")
     student = out / "sparseroberta_cls_minidisc_90S_lam0.2_sst2" / md["final"]["path"]
     model = load_model("sparseroberta_cls", student, TASKS["sst2"], "student")
@@ -238,12 +232,12 @@ def test_finetune_sparsify_distill_minidisc(tiny_roberta, sst2_dir, tmp_path):
 def test_ner_finetune_and_sparsify(tiny_roberta, tmp_path):
     data = write_conll_task(tmp_path / "data")
     out = tmp_path / "out"
-    ft = _run("finetune", data, out, tiny_roberta, task="conll")
+    ft = run_mode("finetune", data, out, tiny_roberta, task="conll")
     assert "f1" in ft["final"]["dev"]
     run = out / "sparseroberta_ner_finetune_conll"
     saved = json.loads((run / "model" / "tokenizer_config.json").read_text())
     assert saved["add_prefix_space"] is True  # the checkpoint tags as it was trained
-    _run("sparsify", data, out, run, task="conll")
+    run_mode("sparsify", data, out, run, task="conll")
     cfg = json.loads((out / "sparseroberta_ner_sparsify_conll" / "model" /
                       "config.json").read_text())
     assert cfg["architectures"] == ["SparseRobertaForTokenClassification"]

@@ -266,6 +266,15 @@ class NarrowableEncoderMixin:
         """The narrowable layers, bottom first."""
         return getattr(self.encoder, self.layers_attr)
 
+    def _init_encoder(self, embeddings: nn.Module, pooler: nn.Module | None) -> None:
+        """A BERT-layer family's base model: its embeddings and pooler around the narrowable
+        encoder, then transformers' weight init."""
+        self.embeddings = embeddings
+        self.encoder = SparseBertEncoder(self.config)
+        self.pooler = pooler
+        self._init_narrowing()
+        self.post_init()
+
     def _init_narrowing(self) -> None:
         self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
         self.active = None
@@ -380,12 +389,8 @@ class SparseBertModel(NarrowableEncoderMixin, BertPreTrainedModel):
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__(as_minidisc_config(config))
-        config = self.config
-        self.embeddings = BertEmbeddings(config)
-        self.encoder = SparseBertEncoder(config)
-        self.pooler = BertPooler(config) if add_pooling_layer else None
-        self._init_narrowing()
-        self.post_init()
+        self._init_encoder(BertEmbeddings(self.config),
+                           BertPooler(self.config) if add_pooling_layer else None)
 
 
 class NarrowableTaskMixin:

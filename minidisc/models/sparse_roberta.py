@@ -27,7 +27,7 @@ from transformers.models.roberta.modeling_roberta import (
     RobertaPreTrainedModel,
 )
 
-from .sparse_bert import NarrowableEncoderMixin, NarrowableTaskMixin, SparseBertEncoder
+from .sparse_bert import NarrowableEncoderMixin, NarrowableTaskMixin
 
 
 class MiniDiscRobertaConfig(RobertaConfig):
@@ -64,12 +64,8 @@ class SparseRobertaModel(NarrowableEncoderMixin, RobertaPreTrainedModel):
 
     def __init__(self, config: RobertaConfig, add_pooling_layer: bool = True):
         super().__init__(as_minidisc_config(config))
-        config = self.config
-        self.embeddings = RobertaEmbeddings(config)
-        self.encoder = SparseBertEncoder(config)
-        self.pooler = RobertaPooler(config) if add_pooling_layer else None
-        self._init_narrowing()
-        self.post_init()
+        self._init_encoder(RobertaEmbeddings(self.config),
+                           RobertaPooler(self.config) if add_pooling_layer else None)
 
 
 class SparseRobertaForSequenceClassification(NarrowableTaskMixin, RobertaPreTrainedModel):
