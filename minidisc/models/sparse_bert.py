@@ -38,32 +38,38 @@ except ImportError:  # the copy saved beside a checkpoint, loaded without MiniDi
 SparsityMap = dict[str, dict[str, list[int]]]
 
 
-class MiniDiscBertConfig(BertConfig):
-    """A BERT config of its own model type, so that Auto classes pick these models (a plain
-    BERT class cannot hold ragged layers). Extra keys: `layer_heads`/`layer_neurons` (physical
-    widths of a densified model), `sparsity`, `sparsity_map`, `task_name`."""
+class MiniDiscConfigMixin:
+    """A family's config of its own model type (so Auto classes pick the narrowable models)
+    that also reads the plain family's config.json (model types `plain_types`) without
+    transformers' model-type mismatch warning."""
 
-    model_type = "minidisc_bert"
+    plain_types: tuple[str, ...] = ()
 
     def __post_init__(self, **kwargs: Any) -> None:
-        kwargs.pop("model_type", None)  # a plain BERT's config says "bert": keep the class's
+        kwargs.pop("model_type", None)  # a plain config names the plain type: keep the class's
         super().__post_init__(**kwargs)
 
     @classmethod
     def get_config_dict(cls, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Take a plain BERT's config.json (MiniLM, checkpoints from before this type) without
-        transformers' model-type mismatch warning."""
         config, kwargs = super().get_config_dict(*args, **kwargs)
-        if config.get("model_type") == "bert":
+        if config.get("model_type") in cls.plain_types:
             config = {k: v for k, v in config.items() if k != "model_type"}
         return config, kwargs
 
+    @classmethod
+    def coerce(cls, config: PretrainedConfig) -> PretrainedConfig:
+        """Any config of the family as this model type (the models re-type a plain one)."""
+        return config if isinstance(config, cls) else cls.from_dict(config.to_dict())
 
-def as_minidisc_config(config: BertConfig) -> MiniDiscBertConfig:
-    """Any BERT config, as this model type (the models re-type a plain one they are given)."""
-    if isinstance(config, MiniDiscBertConfig):
-        return config
-    return MiniDiscBertConfig.from_dict(config.to_dict())
+
+class MiniDiscBertConfig(MiniDiscConfigMixin, BertConfig):
+    """A BERT config of its own model type (a plain BERT class cannot hold ragged layers);
+    reads plain BERT config.json (MiniLM, checkpoints from before this type). Extra keys:
+    `layer_heads`/`layer_neurons` (physical widths of a densified model), `sparsity`,
+    `sparsity_map`, `task_name`."""
+
+    model_type = "minidisc_bert"
+    plain_types = ("bert",)
 
 
 def sparsity_key(s: float) -> str:
@@ -388,7 +394,7 @@ class SparseBertModel(NarrowableEncoderMixin, BertPreTrainedModel):
     config_class = MiniDiscBertConfig
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
-        super().__init__(as_minidisc_config(config))
+        super().__init__(MiniDiscBertConfig.coerce(config))
         self._init_encoder(BertEmbeddings(self.config),
                            BertPooler(self.config) if add_pooling_layer else None)
 
@@ -428,7 +434,7 @@ class _SparseTaskModel(NarrowableTaskMixin, BertPreTrainedModel):
     output_cls: type
 
     def __init__(self, config: BertConfig):
-        super().__init__(as_minidisc_config(config))
+        super().__init__(MiniDiscBertConfig.coerce(config))
         config = self.config
         self.bert = SparseBertModel(config, add_pooling_layer=self.pooled)
         drop = config.classifier_dropout

@@ -14,8 +14,6 @@ transformers' Auto classes load the checkpoint with `trust_remote_code=True` wit
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 from transformers import RobertaConfig
@@ -27,34 +25,15 @@ from transformers.models.roberta.modeling_roberta import (
     RobertaPreTrainedModel,
 )
 
-from .sparse_bert import NarrowableEncoderMixin, NarrowableTaskMixin
+from .sparse_bert import MiniDiscConfigMixin, NarrowableEncoderMixin, NarrowableTaskMixin
 
 
-class MiniDiscRobertaConfig(RobertaConfig):
-    """A RoBERTa config of its own model type, so that Auto classes pick these models; extra
-    keys as `MiniDiscBertConfig`'s (`layer_heads`, `layer_neurons`, `sparsity`,
-    `sparsity_map`, `task_name`)."""
+class MiniDiscRobertaConfig(MiniDiscConfigMixin, RobertaConfig):
+    """A RoBERTa config of its own model type; extra keys as `MiniDiscBertConfig`'s
+    (`layer_heads`, `layer_neurons`, `sparsity`, `sparsity_map`, `task_name`)."""
 
     model_type = "minidisc_roberta"
-
-    def __post_init__(self, **kwargs: Any) -> None:
-        kwargs.pop("model_type", None)  # a plain RoBERTa's config says "roberta": keep ours
-        super().__post_init__(**kwargs)
-
-    @classmethod
-    def get_config_dict(cls, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Take a plain RoBERTa's config.json without the model-type mismatch warning."""
-        config, kwargs = super().get_config_dict(*args, **kwargs)
-        if config.get("model_type") == "roberta":
-            config = {k: v for k, v in config.items() if k != "model_type"}
-        return config, kwargs
-
-
-def as_minidisc_config(config: RobertaConfig) -> MiniDiscRobertaConfig:
-    """Any RoBERTa config, as this model type."""
-    if isinstance(config, MiniDiscRobertaConfig):
-        return config
-    return MiniDiscRobertaConfig.from_dict(config.to_dict())
+    plain_types = ("roberta",)
 
 
 class SparseRobertaModel(NarrowableEncoderMixin, RobertaPreTrainedModel):
@@ -63,7 +42,7 @@ class SparseRobertaModel(NarrowableEncoderMixin, RobertaPreTrainedModel):
     config_class = MiniDiscRobertaConfig
 
     def __init__(self, config: RobertaConfig, add_pooling_layer: bool = True):
-        super().__init__(as_minidisc_config(config))
+        super().__init__(MiniDiscRobertaConfig.coerce(config))
         self._init_encoder(RobertaEmbeddings(self.config),
                            RobertaPooler(self.config) if add_pooling_layer else None)
 
@@ -75,7 +54,7 @@ class SparseRobertaForSequenceClassification(NarrowableTaskMixin, RobertaPreTrai
     pooled = True  # one output per sequence
 
     def __init__(self, config: RobertaConfig):
-        super().__init__(as_minidisc_config(config))
+        super().__init__(MiniDiscRobertaConfig.coerce(config))
         self.roberta = SparseRobertaModel(self.config, add_pooling_layer=False)
         self.classifier = RobertaClassificationHead(self.config)
         self.post_init()
@@ -99,7 +78,7 @@ class SparseRobertaForTokenClassification(NarrowableTaskMixin, RobertaPreTrained
     pooled = False
 
     def __init__(self, config: RobertaConfig):
-        super().__init__(as_minidisc_config(config))
+        super().__init__(MiniDiscRobertaConfig.coerce(config))
         config = self.config
         self.roberta = SparseRobertaModel(config, add_pooling_layer=False)
         drop = config.classifier_dropout

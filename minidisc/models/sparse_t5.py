@@ -38,39 +38,25 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.models.t5.modeling_t5 import T5LayerNorm
 
-from .sparse_bert import NarrowableEncoderMixin, NarrowableTaskMixin, layer_widths
+from .sparse_bert import (
+    MiniDiscConfigMixin,
+    NarrowableEncoderMixin,
+    NarrowableTaskMixin,
+    layer_widths,
+)
 
 T5_TYPES = ("t5", "mt5")  # plain config.json model types taken as this one
 
 
-class MiniDiscT5Config(T5Config):
+class MiniDiscT5Config(MiniDiscConfigMixin, T5Config):
     """A T5 config of its own model type, so Auto classes pick these models. Besides T5's
     names it answers BERT's (`hidden_size`, `num_attention_heads`, `num_hidden_layers`,
     `intermediate_size`) so generic width code works unchanged. Extra keys: `layer_heads`,
     `layer_neurons`, `relative_bias_heads`, `sparsity`, `sparsity_map`, `task_name`."""
 
     model_type = "minidisc_t5"
+    plain_types = T5_TYPES
     attribute_map = {**T5Config.attribute_map, "intermediate_size": "d_ff"}
-
-    def __post_init__(self, **kwargs: Any) -> None:
-        kwargs.pop("model_type", None)  # a plain T5's config says "t5": keep the class's
-        super().__post_init__(**kwargs)
-
-    @classmethod
-    def get_config_dict(cls, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Take a plain T5 / T5-encoder / flan-t5 config.json without transformers' model-type
-        mismatch warning."""
-        config, kwargs = super().get_config_dict(*args, **kwargs)
-        if config.get("model_type") in T5_TYPES:
-            config = {k: v for k, v in config.items() if k != "model_type"}
-        return config, kwargs
-
-
-def as_minidisc_t5_config(config: T5Config) -> MiniDiscT5Config:
-    """Any T5 config, as this model type (the models re-type a plain one they are given)."""
-    if isinstance(config, MiniDiscT5Config):
-        return config
-    return MiniDiscT5Config.from_dict(config.to_dict())
 
 
 def relative_position_bucket(relative: torch.Tensor, num_buckets: int,
@@ -361,7 +347,7 @@ class SparseT5EncoderModel(NarrowableEncoderMixin, SparseT5PreTrainedModel):
     per_layer_keys = ("layer_heads", "layer_neurons", "relative_bias_heads")
 
     def __init__(self, config: T5Config):
-        super().__init__(as_minidisc_t5_config(config))
+        super().__init__(MiniDiscT5Config.coerce(config))
         self.shared = nn.Embedding(self.config.vocab_size, self.config.d_model)
         self.encoder = SparseT5Stack(self.config)
         self._init_narrowing()
@@ -470,7 +456,7 @@ class _SparseEncT5TaskModel(NarrowableTaskMixin, SparseT5PreTrainedModel):
     pooled: bool  # one output per sequence (True) or per token (False)
 
     def __init__(self, config: T5Config):
-        super().__init__(as_minidisc_t5_config(config))
+        super().__init__(MiniDiscT5Config.coerce(config))
         self.transformer = SparseT5EncoderModel(self.config)
         self.classifier = EncT5Classifier(self.config.d_model, self.config.num_labels)
 
