@@ -99,11 +99,8 @@ def _one_vs_two(tmp_path: Path, port: int, argv: list[str], batch: int,
     return one[0], two[0]
 
 
-def test_ddp_minidisc_matches_one_process(prunable_teacher, tmp_path):
-    one, two = _one_vs_two(tmp_path, 29527, [
-        "--mode", "minidisc", "--teacher_model_path", str(prunable_teacher),
-        "--target_iteration", "2", "--num_train_epochs", "3", "--log_interval", "3"],
-        batch=16, accum=2)
+def _same_minidisc(one: Path, two: Path) -> None:
+    """Same TAs, best metrics and final dev score and weights; one run folder."""
     a, b = (json.loads((r / "results.json").read_text()) for r in (one, two))
     assert b["args"]["per_device_train_batch_size"] == 8
     assert [it["chosen"] for it in a["iterations"]] == [it["chosen"] for it in b["iterations"]]
@@ -112,7 +109,23 @@ def test_ddp_minidisc_matches_one_process(prunable_teacher, tmp_path):
     assert a["final"]["dev"] == pytest.approx(b["final"]["dev"], abs=1e-6)
     _same_weights(_weights(one), _weights(two))
     # rank 0 wrote the one run folder: no stray staging or lock files
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [two.name]
+    assert sorted(p.name for p in two.parent.iterdir()) == [two.name]
+
+
+def test_ddp_minidisc_matches_one_process(prunable_teacher, tmp_path):
+    _same_minidisc(*_one_vs_two(tmp_path, 29527, [
+        "--mode", "minidisc", "--teacher_model_path", str(prunable_teacher),
+        "--target_iteration", "2", "--num_train_epochs", "3", "--log_interval", "3"],
+        batch=16, accum=2))
+
+
+def test_fsdp_minidisc_matches_one_process(prunable_teacher, tmp_path):
+    """The sharded student is copied at every kept candidate (TA, best target) and the kept
+    TA teaches the next iteration: each copy gathers the whole model on every process."""
+    _same_minidisc(*_one_vs_two(tmp_path, 29547, [
+        "--mode", "minidisc", "--teacher_model_path", str(prunable_teacher),
+        "--target_iteration", "2", "--num_train_epochs", "3", "--log_interval", "1",
+        "--sandwich_k", "1", "--distributed_strategy", "fsdp"], batch=16))
 
 
 def test_fsdp_distill_matches_one_process(prunable_teacher, tmp_path):

@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 from torch import nn
 
 from minidisc.compression.sparsity_map import map_entry
 from minidisc.errors import MiniDiscError
+from minidisc.training.runtime import copy_model
 
 
 def drop_layers(teacher: nn.Module, n: int) -> nn.Module:
-    """A copy that keeps the bottom `n` encoder layers (a teacher of any family)."""
+    """A copy that keeps the bottom `n` encoder layers (a teacher of any family, sharded or
+    not: see `copy_model`)."""
     depth = teacher.config.num_hidden_layers
     if not 1 <= n <= depth:
         raise MiniDiscError(f"student spec {n}L: the teacher has {depth} layers (need 1..{depth})")
-    student = copy.deepcopy(teacher)
+    student = copy_model(teacher)
     student.base_model.keep_layers(n)
     return student
 
 
 def narrow(teacher: nn.Module, sparsity: float) -> nn.Module:
     """A densified copy at `sparsity` (the model's own `sparsify` rejects a sparsity that is not
-    in its map or below its own)."""
+    in its map or below its own); a sharded teacher is gathered first (`copy_model`)."""
     if not hasattr(teacher, "sparsify"):
         raise MiniDiscError(
             f"student spec {sparsity:g}S needs a prunable teacher (a sparsify run's model)")
-    student = copy.deepcopy(teacher)
+    student = copy_model(teacher)
     student.sparsify(sparsity)
     student.densify()
     return student

@@ -43,7 +43,7 @@ from minidisc.training.loop import (
     single_loss,
 )
 from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
-from minidisc.training.runtime import Runtime, set_seed, setup
+from minidisc.training.runtime import Runtime, is_sharded, set_seed, setup
 from minidisc.training.state import StopFlag, rng_state, save_state, set_rng_state
 
 logger = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ class Context:
         return model.to(self.rt.device)
 
     def save(self, model: nn.Module, path: Path) -> None:
-        """Rank 0 writes; under FSDP every process first helps gather the whole model."""
-        state = self.rt.full_state_dict(model) if self.rt.fsdp else None
+        """Rank 0 writes; of a sharded model every process first helps gather the whole."""
+        state = self.rt.full_state_dict(model) if is_sharded(model) else None
         if self.rt.is_main:
             save_checkpoint(model, self.tokenizer, path, state)
 

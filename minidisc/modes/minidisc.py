@@ -10,7 +10,6 @@ best target-sparsity model of the whole trial (by dev metric), not only of the l
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -29,6 +28,7 @@ from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context
 from minidisc.modes.distill import Distiller
 from minidisc.training.loop import Backward, Evaluation, Plan, TrainStep
+from minidisc.training.runtime import copy_model
 from minidisc.training.state import NumericalError
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
                     "only the target (final iteration)" if is_final
                     else "each of them" if every == 1
                     else f"the target at every evaluation, all at every {every}th")
-    student = copy.deepcopy(teacher).train().requires_grad_(True)
+    student = copy_model(teacher).train().requires_grad_(True)
     distiller = Distiller(ctx, teacher)
     ckpt = f"ckpt_iter_{it}"
     k = None if args.sandwich_k == "all" else int(args.sandwich_k)

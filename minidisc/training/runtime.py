@@ -10,6 +10,7 @@ LOCAL_RANK, MASTER_ADDR/PORT, multi-node rendezvous included) is all they read.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import random
@@ -66,9 +67,9 @@ class Runtime:
         return Replica(model, ddp)
 
     def full_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """The whole model's weights; under FSDP gathered onto rank 0's CPU (a collective:
-        every process calls it; the others get an empty dict), elsewhere the model's own."""
-        if not self.fsdp:
+        """The whole model's weights; of a sharded model gathered onto rank 0's CPU (a
+        collective: every process calls it; the others get an empty dict), else its own."""
+        if not is_sharded(model):
             return model.state_dict()
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
@@ -79,8 +80,8 @@ class Runtime:
                                                                    cpu_offload=True))
 
     def load_full_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        """The inverse of `full_state_dict`: under FSDP rank 0's state is scattered to all."""
-        if not self.fsdp:
+        """The inverse of `full_state_dict`: into a sharded model rank 0's state is scattered."""
+        if not is_sharded(model):
             model.load_state_dict(state)
             return
         from torch.distributed.checkpoint.state_dict import (
@@ -125,12 +126,45 @@ class Replica:
 
 def shard(model: nn.Module) -> None:
     """FSDP2 in place: each encoder layer is one unit (gathered for its own forward and
-    backward only), the root holds the rest (embeddings, pooler, head)."""
+    backward only), the root holds the rest (embeddings, pooler, head). The empty weights of
+    a layer narrowed to no heads or neurons stay unsharded (an empty tensor cannot be split).
+    A model sharded already (a trained student that teaches the next stage) stays as it is."""
     from torch.distributed.fsdp import fully_shard
 
+    if is_sharded(model):
+        return
+    empty = {p for p in model.parameters() if p.numel() == 0}
     for layer in encoder_layers(model):
-        fully_shard(layer)
-    fully_shard(model)
+        fully_shard(layer, ignored_params=empty)
+    fully_shard(model, ignored_params=empty)
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """An unsharded copy on the model's device. A sharded model cannot be deep-copied: every
+    process gathers its whole weights (a collective) into a fresh model of the same class and
+    config, built with the RNG forked so that the copy draws no random numbers (as a
+    deepcopy draws none: both engines then train on the same random stream)."""
+    if not is_sharded(model):
+        return copy.deepcopy(model)
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
+    from torch.distributed.fsdp import FSDPModule
+
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    cls = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
+    with torch.random.fork_rng(devices=[]):
+        fresh = cls(copy.deepcopy(model.config))
+    param = next(iter(state.values()))
+    fresh.to(param.device, param.dtype).load_state_dict(state)
+    return fresh.train(model.training)
 
 
 def encoder_layers(model: nn.Module) -> list[nn.Module]:
