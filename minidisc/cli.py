@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distributed_strategy", choices=STRATEGIES, default="ddp",
                    help="under torchrun with several processes: ddp (a model replica per "
                    "device) or fsdp (parameters, gradients and optimiser state sharded over "
-                   "the devices; not maxidisc, no --resume)")
+                   "the devices; no --resume)")
 
     g = p.add_argument_group("what to do")
     g.add_argument("--do_train", action="store_true", help="train (modes that train)")
@@ -385,9 +385,6 @@ def _check_scale(args: argparse.Namespace) -> None:
 
         if args.use_cpu or not torch.cuda.is_available():
             raise MiniDiscError("--teacher_dtype fp16 needs CUDA (on the CPU use bf16)")
-    if args.distributed_strategy == "fsdp" and args.mode == "maxidisc":
-        raise MiniDiscError("--distributed_strategy fsdp is not available for --mode maxidisc "
-                            "(use ddp)")
     if args.distributed_strategy == "fsdp" and args.resume:
         raise MiniDiscError("--resume is not available with --distributed_strategy fsdp "
                             "(its training state is sharded and not saved)")

@@ -128,11 +128,16 @@ def test_fsdp_minidisc_matches_one_process(prunable_teacher, tmp_path):
         "--sandwich_k", "1", "--distributed_strategy", "fsdp"], batch=16))
 
 
-def test_fsdp_distill_matches_one_process(prunable_teacher, tmp_path):
-    one, two = _one_vs_two(tmp_path, 29537, [
-        "--mode", "distill", "--teacher_model_path", str(prunable_teacher),
-        "--layer_or_sparsity", "50S", "--num_train_epochs", "4", "--log_interval", "2",
-        "--distributed_strategy", "fsdp"], batch=16)
+@pytest.mark.parametrize("argv, port", [
+    (["--mode", "distill", "--layer_or_sparsity", "90S"], 29537),
+    (["--mode", "maxidisc", "--layer_or_sparsity_path", "50,90S"], 29557),
+])
+def test_fsdp_distill_and_maxidisc_match_one_process(prunable_teacher, tmp_path, argv, port):
+    """90S narrows some layers of the tiny teacher to no heads or neurons (their empty weights
+    stay unsharded); maxidisc's second stage starts from the trained, sharded first one."""
+    one, two = _one_vs_two(tmp_path, port, [
+        *argv, "--teacher_model_path", str(prunable_teacher), "--num_train_epochs", "4",
+        "--log_interval", "2", "--distributed_strategy", "fsdp"], batch=16)
     _same_weights(_weights(one), _weights(two))
     a, b = (json.loads((r / "results.json").read_text()) for r in (one, two))
     assert a["final"]["dev"] == pytest.approx(b["final"]["dev"], abs=1e-6)

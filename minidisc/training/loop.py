@@ -166,7 +166,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and LayerNorm weights."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or p.numel() == 0:  # a layer narrowed to no heads/neurons
             continue
         (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
@@ -190,7 +190,7 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                               num_warmup_steps=int(total * cfg.warmup_proportion),
                               num_training_steps=total)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.fp16)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for group in param_groups(model, 0.0) for p in group["params"]]
     st = FitState()
     if resume is not None:
         model.load_state_dict(resume["model"])

@@ -80,17 +80,26 @@ class Runtime:
                                                                    cpu_offload=True))
 
     def load_full_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        """The inverse of `full_state_dict`: into a sharded model rank 0's state is scattered."""
+        """The inverse of `full_state_dict`: into a sharded model rank 0's state is scattered,
+        each tensor as the model holds it (the empty weights of a layer narrowed to nothing
+        stay plain tensors; torch's set_model_state_dict takes a model of only DTensors)."""
         if not is_sharded(model):
             model.load_state_dict(state)
             return
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            set_model_state_dict,
-        )
+        from torch.distributed.tensor import DTensor, distribute_tensor
 
-        set_model_state_dict(model, state, options=StateDictOptions(
-            full_state_dict=True, broadcast_from_rank0=True))
+        local = {}
+        for name, held in model.state_dict().items():
+            if self.is_main:
+                full = state[name].to(held.device, held.dtype)
+            else:
+                full = torch.empty(held.shape, device=held.device, dtype=held.dtype)
+            if isinstance(held, DTensor):
+                full = distribute_tensor(full, held.device_mesh, held.placements)
+            elif full.numel():
+                dist.broadcast(full, src=0)
+            local[name] = full
+        model.load_state_dict(local)
 
     def barrier(self) -> None:
         if self.distributed:
