@@ -121,7 +121,7 @@ def _read_glue_file(task: Task, path: Path) -> InputFile:
         detail = train if train == test else f"{train}; as a test file: {test}"
         raise MiniDiscError(f"not in {task.name}'s train/dev or test file layout ({detail}); "
                             "for other files name the text columns with --text_columns")
-    lines = readers._open_lines(path)
+    lines = readers.open_lines(path)
     header, body = (lines[:1], lines[1:]) if layout.header else ([], lines)
     rows = [line for line in body if line.strip()]  # read_glue skips blank lines too
 
@@ -140,7 +140,7 @@ def _read_table(task: Task, path: Path, kind: str, columns: tuple[str, ...]) -> 
         examples = readers.read_json_tags(path, columns[0], None, None, labelled=False)
     else:
         examples = readers.read_table(path, kind, columns, None, None, False, labelled=False)
-    rows = [(row, names) for _, row, names in readers._rows(path, kind)]
+    rows = [(row, names) for _, row, names in readers.table_rows(path, kind)]
 
     def write(preds: list[Fields]) -> str:
         if task.is_ner:  # rows without words have no example: give them no tags
@@ -164,7 +164,7 @@ def _read_table(task: Task, path: Path, kind: str, columns: tuple[str, ...]) -> 
 def _read_conll(path: Path) -> InputFile:
     """CoNLL-style columns, tags optional: words from the first column, sentences between blank
     or -DOCSTART- lines; each word line gets its predicted tag as a last column."""
-    lines = readers._open_lines(path)
+    lines = readers.open_lines(path)
     examples: list[TagExample] = []
     slots: list[tuple[int, int] | None] = []  # per line: (sentence, word), None for breaks
     words: list[str] = []
@@ -205,7 +205,7 @@ def read_input(task: Task, path: Path, text_columns: Sequence[str]) -> InputFile
             try:
                 return _read_glue_file(task, path)
             except MiniDiscError:
-                header = readers._open_lines(path)[0].split("\t")
+                header = readers.open_lines(path)[0].split("\t")
                 if "text" not in (c.strip() for c in header):
                     raise
         return _read_table(task, path, kind, _table_columns(task, text_columns))
@@ -245,13 +245,6 @@ def predict_examples(model: nn.Module, split: pipeline.Split, task: Task, tok: A
             for label, p in zip(labels, ordered)]
 
 
-def encode(task: Task, examples: list, tok: Any, max_length: int | None) -> pipeline.Split:
-    """Tokenise examples read here as the pipeline tokenises a task's files."""
-    encoder = pipeline._encode_tags if task.is_ner else pipeline._encode_pairs
-    max_length = pipeline.resolve_max_length(tok, max_length)
-    return pipeline.Split("input", examples, encoder(task, examples, tok, max_length))
-
-
 def default_output(path: Path) -> Path:
     """INPUT with `.predictions` before its extension: dev.tsv -> dev.predictions.tsv."""
     return path.with_name(f"{path.stem}.predictions{path.suffix}")
@@ -279,7 +272,7 @@ def predict(model_path: str | Path, input_path: str | Path, task_name: str | Non
         raise MiniDiscError(f"--output {out}: folder {out.parent} not found")
     data = read_input(task, src, text_columns)
     tok = pipeline.load_tokenizer(ckpt, pre_split=task.is_ner)
-    split = encode(task, data.examples, tok, max_length)
+    split = pipeline.encode_split(task, "input", data.examples, tok, max_length)
     rt = setup(use_cpu, False)
     family = checkpoint_family(ckpt, FLAG)
     model = load_model(family.model_type("sparse", "ner" if task.is_ner else "cls"), ckpt, task,

@@ -118,12 +118,17 @@ def resolve_max_length(tok: PreTrainedTokenizerBase, max_length: int | None) -> 
     return max_length
 
 
+def encode_split(task: Task, name: str, examples: list, tok: PreTrainedTokenizerBase,
+                 max_length: int | None) -> Split:
+    """Examples tokenised as the task's model reads them (a task's files or any others)."""
+    max_length = resolve_max_length(tok, max_length)
+    encode = _encode_tags if task.is_ner else _encode_pairs
+    return Split(name, examples, encode(task, examples, tok, max_length))
+
+
 def load_split(task: Task, data_dir: str | Path, split: str, tok: PreTrainedTokenizerBase,
                max_length: int | None) -> Split:
-    max_length = resolve_max_length(tok, max_length)
-    examples = task.read(data_dir, split)
-    encode = _encode_tags if task.is_ner else _encode_pairs
-    return Split(split, examples, encode(task, examples, tok, max_length))
+    return encode_split(task, split, task.read(data_dir, split), tok, max_length)
 
 
 class _Features(Dataset):

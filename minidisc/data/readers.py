@@ -50,7 +50,8 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _open_lines(path: Path) -> list[str]:
+def open_lines(path: Path) -> list[str]:
+    """A data file's lines, CR stripped (the readers' and minidisc.predict's one way in)."""
     text = _read_text(path)
     # split on newlines only: str.splitlines would also break at U+2028 etc. inside sentences
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
@@ -58,7 +59,7 @@ def _open_lines(path: Path) -> list[str]:
 
 def read_glue(path: Path, layout: GlueLayout, labels: tuple[str, ...] | None) -> list[PairExample]:
     """Read one GLUE tsv. `labels` None means regression (a float label)."""
-    lines = _open_lines(path)
+    lines = open_lines(path)
     if not any(line.strip() for line in lines):
         raise MiniDiscError(f"{path}: empty file" + (" (expected a header line)"
                                                      if layout.header else ""))
@@ -130,7 +131,7 @@ def read_conll(path: Path, labels: tuple[str, ...] | None, word: int = 0,
             words.clear()
             tags.clear()
 
-    for lineno, line in enumerate(_open_lines(path), start=1):
+    for lineno, line in enumerate(open_lines(path), start=1):
         cols = line.split()
         if not cols:
             flush()
@@ -178,7 +179,7 @@ def file_type(path: str | Path, tagging: bool, flag: str) -> str:
     return kind
 
 
-def _rows(path: Path, kind: str) -> Iterator[tuple[int, dict[str, Any], tuple[str, ...]]]:
+def table_rows(path: Path, kind: str) -> Iterator[tuple[int, dict[str, Any], tuple[str, ...]]]:
     """(line, row, the row's column names) of a CSV/TSV (header line first) or JSON Lines file.
 
     TSV cells are split on tabs with no quote processing (like GLUE); CSV follows RFC 4180, so
@@ -246,7 +247,7 @@ def read_table(path: Path, kind: str, text: tuple[str, ...], label: str,
     """
     out: list[PairExample] = []
     names: tuple[str, ...] | None = None
-    for lineno, row, found in _rows(path, kind):
+    for lineno, row, found in table_rows(path, kind):
         if names is None:
             names = (*text, *([label] if labelled or label in row else []))
         _check_names(path, kind, lineno, row, names, found)
@@ -279,7 +280,7 @@ def read_json_tags(path: Path, words: str, tags: str, labels: tuple[str, ...] | 
     may lack the tags (a test file; the first line decides)."""
     out: list[TagExample] = []
     names: tuple[str, ...] | None = None
-    for lineno, row, found in _rows(path, "jsonl"):
+    for lineno, row, found in table_rows(path, "jsonl"):
         if names is None:
             names = (words, *([tags] if labelled or tags in row else []))
         _check_names(path, "jsonl", lineno, row, names, found)
