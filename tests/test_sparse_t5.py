@@ -299,7 +299,7 @@ def test_gradient_checkpointing_gives_same_gradients(ff):
         model.sparsify(None)
         if checkpointing:
             model.gradient_checkpointing_enable()
-            assert model.transformer.encoder.gradient_checkpointing
+            assert model.transformer.gradient_checkpointing
         model.train()
         ids, mask = batch()
         model(ids, attention_mask=mask, labels=torch.tensor([0, 1, 2])).loss.backward()

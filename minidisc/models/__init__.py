@@ -25,7 +25,6 @@ from minidisc.data.tasks import Task
 from minidisc.errors import MiniDiscError
 from minidisc.models.families import (
     FAMILIES,
-    KINDS,
     Family,
     accepted,
     family_of_config,
@@ -33,11 +32,6 @@ from minidisc.models.families import (
 )
 
 logger = logging.getLogger(__name__)
-
-# The model type's family picks the classes, its prefix only the training objective
-# (compression/losses.py: objective_for), as in the reference.
-MODEL_CLASSES: dict[str, type[nn.Module]] = {
-    f.model_type(o, k): f.task_classes[k] for f in FAMILIES for o in f.objectives for k in KINDS}
 
 for _family in FAMILIES:
     AutoConfig.register(_family.config_class.model_type, _family.config_class, exist_ok=True)
@@ -163,7 +157,8 @@ def load_model(model_type: str, path: str | Path, task: Task, flag: str) -> nn.M
     except Exception as e:  # values of the wrong type in an otherwise valid JSON
         raise MiniDiscError(f"{flag} {p / 'config.json'}: not a usable {family.label} config "
                             f"({_first_line(e)})") from None
-    cls = MODEL_CLASSES[model_type]
+    # the model type's family picks the classes, its prefix only the objective (losses.py)
+    cls = family.task_classes[parse_model_type(model_type)[2]]
     finetuned = bool(config.architectures) and any(
         a.endswith(("SequenceClassification", "TokenClassification"))
         for a in config.architectures)

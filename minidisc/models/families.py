@@ -55,9 +55,6 @@ class NarrowableBase(Protocol):
     def physical_widths(self) -> tuple[list[int], list[int]]:
         """Heads and FFN neurons per layer that the weights hold."""
 
-    def full_widths(self) -> tuple[list[int], list[int]]:
-        """Per-layer widths of the unpruned model (the sparsity map counts removals from it)."""
-
     def encoder_params(self, heads: Sequence[int], neurons: Sequence[int]) -> int:
         """Parameters of the narrowable layers at these widths."""
 
@@ -93,10 +90,6 @@ class Family:
     def model_type(self, objective: str, kind: str) -> str:
         return f"{objective}{self.name}_{kind}"
 
-    @property
-    def model_types(self) -> tuple[str, ...]:
-        return tuple(self.model_type(o, k) for o in self.objectives for k in KINDS)
-
 
 BERT = Family(
     name="bert", label="BERT", config_class=MiniDiscBertConfig, base_class=SparseBertModel,
@@ -120,18 +113,18 @@ ENCT5 = Family(
     objectives=("sparse", "ft"), token_type_ids=False, data_type="enct5")
 
 FAMILIES: tuple[Family, ...] = (BERT, ROBERTA, ENCT5)
-MODEL_TYPES: tuple[str, ...] = tuple(t for f in FAMILIES for t in f.model_types)
+# model type -> (family, objective, kind), e.g. sparseroberta_cls -> (ROBERTA, "sparse", "cls")
+_PARTS: dict[str, tuple[Family, str, str]] = {
+    f.model_type(o, k): (f, o, k) for f in FAMILIES for o in f.objectives for k in KINDS}
+MODEL_TYPES: tuple[str, ...] = tuple(_PARTS)
 
 
 def parse_model_type(model_type: str) -> tuple[Family, str, str]:
     """(family, objective, kind) of a model type such as `sparseroberta_cls`."""
-    for family in FAMILIES:
-        for objective in family.objectives:
-            for kind in KINDS:
-                if model_type == family.model_type(objective, kind):
-                    return family, objective, kind
-    raise MiniDiscError(f"--model_type {model_type!r}: unknown; choose one of "
-                        f"{', '.join(MODEL_TYPES)}")
+    if model_type not in _PARTS:
+        raise MiniDiscError(f"--model_type {model_type!r}: unknown; choose one of "
+                            f"{', '.join(MODEL_TYPES)}")
+    return _PARTS[model_type]
 
 
 def family_of_config(config_type: str) -> Family | None:

@@ -115,6 +115,11 @@ def layer_widths(config: BertConfig) -> tuple[list[int], list[int]]:
     return heads, neurons
 
 
+def padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, 1, T) additive attention mask: 0 on tokens, the dtype's minimum on padding."""
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
 def _slice_linear(linear: nn.Linear, rows: int | None = None, cols: int | None = None) -> nn.Linear:
     """A new Linear holding the first `rows` outputs / first `cols` inputs of `linear`."""
     w = linear.weight[: rows if rows is not None else None, : cols if cols is not None else None]
@@ -298,11 +303,6 @@ class NarrowableEncoderMixin:
         return ([lay.num_heads for lay in self.layers],
                 [lay.num_neurons for lay in self.layers])
 
-    def full_widths(self) -> tuple[list[int], list[int]]:
-        """Per-layer widths of the unpruned model: what the sparsity map's counts remove from."""
-        n = self.config.num_hidden_layers
-        return ([self.config.num_attention_heads] * n, [self.config.intermediate_size] * n)
-
     def encoder_params(self, heads: Sequence[int], neurons: Sequence[int]) -> int:
         """Parameters of the narrowable layers at these per-layer widths."""
         cfg = self.config
@@ -373,7 +373,15 @@ class NarrowableEncoderMixin:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        hidden = self.run_layers(x, padding_bias(attention_mask, x.dtype), head_mask,
+                                 neuron_mask)
+        pooled = self.pooler(hidden[-1]) if self.pooler is not None else None
+        return hidden, pooled
+
+    def run_layers(self, x: torch.Tensor, bias: torch.Tensor, head_mask: torch.Tensor | None,
+                   neuron_mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """`x` and each layer's output, at the widths forward uses now; under gradient
+        checkpointing each layer is recomputed in the backward instead of kept."""
         heads, neurons = self.widths()
         hidden = [x]
         for i, lay in enumerate(self.layers):
@@ -384,8 +392,7 @@ class NarrowableEncoderMixin:
             else:
                 x = lay(*args)
             hidden.append(x)
-        pooled = self.pooler(x) if self.pooler is not None else None
-        return hidden, pooled
+        return hidden
 
 
 class SparseBertModel(NarrowableEncoderMixin, BertPreTrainedModel):

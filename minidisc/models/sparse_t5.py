@@ -43,6 +43,7 @@ from .sparse_bert import (
     NarrowableEncoderMixin,
     NarrowableTaskMixin,
     layer_widths,
+    padding_bias,
 )
 
 T5_TYPES = ("t5", "mt5")  # plain config.json model types taken as this one
@@ -288,12 +289,6 @@ class SparseT5Stack(nn.Module):
                 for i, (h, n, b) in enumerate(zip(heads, neurons, bias_heads)))
         self.final_layer_norm = T5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
-        self.gradient_checkpointing = False  # set by gradient_checkpointing_enable()
-
-
-def _padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, 1, 1, T) additive mask: 0 on tokens, the dtype's minimum on padding."""
-    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
 class EncT5Classifier(nn.Linear):
@@ -399,19 +394,9 @@ class SparseT5EncoderModel(NarrowableEncoderMixin, SparseT5PreTrainedModel):
         stack = self.encoder
         x = stack.dropout(self.shared(input_ids))
         bias = self.position_bias(input_ids.shape[1], x.device).to(x.dtype) + \
-            _padding_bias(attention_mask, x.dtype)
-        heads, neurons = self.widths()
-        hidden = [x]
-        for i, block in enumerate(stack.block):
-            args = (x, bias, heads[i], neurons[i],
-                    None if head_mask is None else head_mask[i],
-                    None if neuron_mask is None else neuron_mask[i])
-            if stack.gradient_checkpointing and self.training:
-                x = stack._gradient_checkpointing_func(block.__call__, *args)
-            else:
-                x = block(*args)
-            hidden.append(x)
-        hidden[-1] = stack.dropout(stack.final_layer_norm(x))
+            padding_bias(attention_mask, x.dtype)
+        hidden = self.run_layers(x, bias, head_mask, neuron_mask)
+        hidden[-1] = stack.dropout(stack.final_layer_norm(hidden[-1]))
         return hidden, None
 
 
@@ -445,7 +430,7 @@ class EncT5Decoder(nn.Module):
     def forward(self, queries: torch.Tensor, enc: torch.Tensor,
                 attention_mask: torch.Tensor) -> torch.Tensor:
         x = self.dropout(queries)
-        x = self.block[0](x, enc, _padding_bias(attention_mask, x.dtype))
+        x = self.block[0](x, enc, padding_bias(attention_mask, x.dtype))
         return self.dropout(self.final_layer_norm(x))
 
 
