@@ -122,6 +122,10 @@ class Context:
                                      self.args.per_device_train_batch_size, self.args.seed,
                                      sampler=sampler)
 
+    def plan(self) -> Plan:
+        """The step budget each training of this run gets (what the loop will count)."""
+        return Plan.of(len(self.train_loader()), self.train_config)
+
     def explain(self) -> None:
         """Log what this run will do (device, models, data, step budget), so the run's log
         says it without the command line."""
@@ -145,7 +149,7 @@ class Context:
             logger.info("no training: evaluation%s only",
                         " and prediction" if args.do_infer else "")
             return
-        plan = Plan.of(len(self.train_loader()), self.train_config)
+        plan = self.plan()
         epochs = args.num_train_epochs
         batch = " x ".join([str(args.per_device_train_batch_size)]
                            + [f"{rt.world_size} processes"] * rt.distributed

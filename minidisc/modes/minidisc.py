@@ -21,13 +21,13 @@ from typing import Any
 
 from torch import nn
 
-from minidisc.compression.schedule import choose_sparsity, tradeoff
+from minidisc.compression.schedule import choose_sparsity, top_candidate, tradeoff
 from minidisc.compression.sparsity_map import sparsities, sparsity_key
 from minidisc.compression.students import narrow
 from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context
 from minidisc.modes.distill import Distiller
-from minidisc.training.loop import Backward, Evaluation, Plan, TrainStep
+from minidisc.training.loop import Backward, Evaluation, TrainStep
 from minidisc.training.runtime import copy_model
 from minidisc.training.state import NumericalError
 
@@ -96,9 +96,7 @@ def choice_line(it: int, chosen: float, best: dict[str, float], t_sparsity: floa
     if is_final:
         reason = "it is the final iteration"
     else:
-        eligible = [float(k) for k in best if t_sparsity <= float(k)
-                    and (above_target or float(k) <= target)]
-        top = max(eligible, key=lambda s: (tradeoff(best[sparsity_key(s)], s, lam), s))
+        top = top_candidate(best, t_sparsity, target, lam, above_target)
         reason = (f"{top:g}S, above the target, has the highest tradeoff ({terms(top)}) and "
                   "the target takes its place" if top > target
                   else f"the target's tradeoff is the highest ({terms(target)})")
@@ -172,7 +170,7 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
         state["rng"] = list(rng.getstate()[1])
         return sandwich_step(student, distiller, picked)(batch, backward)
 
-    total = Plan.of(len(ctx.train_loader()), ctx.train_config).total
+    total = ctx.plan().total
 
     def scores_all(step: int) -> bool:
         """Whether this evaluation scores every candidate: the first, every `every`-th and the
