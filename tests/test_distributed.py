@@ -15,7 +15,7 @@ import torch
 from conftest import write_sst2_task
 from safetensors.torch import load_file
 
-from minidisc.compression.sparsity_map import build_map
+from minidisc.compression.sparsity_map import make_prunable, random_importance
 from minidisc.main import execute
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 
@@ -54,13 +54,8 @@ def prunable_teacher(tiny_bert, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ddp") / "teacher"
     torch.manual_seed(0)
     model = SparseBertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-    c = model.config
-    g = torch.Generator().manual_seed(1)
-    heads = [torch.rand(c.num_attention_heads, generator=g) for _ in range(c.num_hidden_layers)]
-    neurons = [torch.rand(c.intermediate_size, generator=g) for _ in range(c.num_hidden_layers)]
-    model.reorder(heads, neurons)
-    c.sparsity, c.sparsity_map = 0.0, build_map(heads, neurons)
-    c.architectures = ["SparseBertForSequenceClassification"]
+    make_prunable(model, *random_importance(model, 1))
+    model.config.architectures = ["SparseBertForSequenceClassification"]
     model.save_pretrained(folder)
     for f in tiny_bert.iterdir():
         if "token" in f.name or f.name == "vocab.txt":

@@ -10,7 +10,9 @@ from minidisc.compression.sparsity_map import (
     SPARSITIES,
     build_map,
     keep_counts,
+    make_prunable,
     num_removed,
+    random_importance,
     sparsities,
 )
 from minidisc.data.tasks import TASKS
@@ -32,20 +34,10 @@ def _inputs(seed: int = 0):
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 
-def _random_importance(model, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    heads, neurons = model.bert.widths()
-    return ([torch.rand(h, generator=g) for h in heads],
-            [torch.rand(n, generator=g) for n in neurons])
-
-
 def _prunable(cls=SparseBertForSequenceClassification, seed: int = 0, **kw):
     torch.manual_seed(seed)
     model = cls(tiny_config(num_labels=3, **kw)).eval()
-    heads, neurons = _random_importance(model, seed)
-    model.reorder(heads, neurons)
-    model.config.sparsity = 0.0
-    model.config.sparsity_map = build_map(heads, neurons)
+    make_prunable(model, *random_importance(model, seed))
     return model
 
 
@@ -57,7 +49,7 @@ def test_reorder_keeps_outputs(cls):
     x = _inputs()
     with torch.no_grad():
         before = model(**x, output_hidden_states=True)
-        model.reorder(*_random_importance(model, 1))
+        model.reorder(*random_importance(model, 1))
         after = model(**x, output_hidden_states=True)
     torch.testing.assert_close(after.logits, before.logits, atol=1e-5, rtol=0)
     for a, b in zip(after.hidden_states, before.hidden_states):

@@ -23,7 +23,7 @@ from transformers import (
     RobertaTokenizer,
 )
 
-from minidisc.compression.sparsity_map import build_map
+from minidisc.compression.sparsity_map import make_prunable, random_importance
 from minidisc.data import pipeline
 from minidisc.data.examples import TagExample
 from minidisc.data.tasks import TASKS
@@ -87,12 +87,7 @@ def _inputs(seed: int = 0) -> dict[str, torch.Tensor]:
 def _prunable(cls: type = SparseRobertaForSequenceClassification, seed: int = 0):
     torch.manual_seed(seed)
     model = cls(roberta_config(num_labels=3)).eval()
-    g = torch.Generator().manual_seed(seed)
-    heads = [torch.rand(4, generator=g) for _ in range(2)]
-    neurons = [torch.rand(64, generator=g) for _ in range(2)]
-    model.reorder(heads, neurons)
-    model.config.sparsity = 0.0
-    model.config.sparsity_map = build_map(heads, neurons)
+    make_prunable(model, *random_importance(model, seed))
     return model
 
 

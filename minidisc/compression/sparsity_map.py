@@ -52,3 +52,22 @@ def build_map(head_importance: Sequence[torch.Tensor], neuron_importance: Sequen
         }
         for s in levels
     }
+
+
+def make_prunable(model, head_importance: Sequence[torch.Tensor],
+                  neuron_importance: Sequence[torch.Tensor],
+                  levels: Sequence[float] = SPARSITIES) -> None:
+    """Sort a full model's heads and neurons by importance and store the sparsity map in its
+    config: what --mode sparsify does with measured importance (benchmarks and tests with
+    `random_importance`, where any fixed prunable model serves)."""
+    model.reorder(head_importance, neuron_importance)
+    model.config.sparsity = 0.0
+    model.config.sparsity_map = build_map(head_importance, neuron_importance, levels)
+
+
+def random_importance(model, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Seeded uniform importances for every head and neuron of a full model."""
+    g = torch.Generator().manual_seed(seed)
+    heads, neurons = model.base_model.widths()
+    return ([torch.rand(h, generator=g) for h in heads],
+            [torch.rand(n, generator=g) for n in neurons])

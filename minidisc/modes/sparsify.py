@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from minidisc.compression.importance import importance
-from minidisc.compression.sparsity_map import build_map, sparsities, sparsity_key
+from minidisc.compression.sparsity_map import make_prunable, sparsities, sparsity_key
 from minidisc.errors import MiniDiscError
 from minidisc.models.families import count_params
 from minidisc.modes.common import Context
@@ -24,10 +24,8 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
             f"{float(model.config.sparsity):g}; sparsify a full finetuned model")
     before = ctx.evaluate(model)
     heads, neurons = importance(model, ctx.eval_loader(ctx.dev[0]), ctx.rt)
-    model.reorder(heads, neurons)
+    make_prunable(model, heads, neurons)
     after = ctx.evaluate(model)
-    model.config.sparsity = 0.0
-    model.config.sparsity_map = build_map(heads, neurons)
     table = {}
     for s in sparsities(model.config.sparsity_map):
         model.sparsify(s)
