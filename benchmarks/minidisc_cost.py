@@ -36,6 +36,13 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "minidisc_k0_final_target_every1": ("minidisc", ["90", "0.2", "k0t1"],
                                         ["--sandwich_k", "0", "--final_sandwich", "target",
                                          "--candidate_eval_every", "1"]),
+    # a half-epoch search (at --num_train_epochs 1), then the student in a full final iteration
+    "minidisc_search": ("minidisc", ["90", "0.2", "s05"],
+                        ["--sandwich_k", "0", "--final_sandwich", "target",
+                         "--candidate_eval_every", "4", "--search_epochs", "0.5"]),
+    "minidisc_search_k1": ("minidisc", ["90", "0.2", "s05k1"],
+                           ["--sandwich_k", "1", "--final_sandwich", "target",
+                            "--candidate_eval_every", "4", "--search_epochs", "0.5"]),
     "minidisc_above_target": ("minidisc", ["90", "0.2", "above"],
                               ["--candidates_above_target"]),
     "minidisc_bf16": ("minidisc", ["90", "0.2", "bf16"], ["--use_bf16"]),
@@ -43,6 +50,9 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "distill_95": ("distillation", ["95S"], []),
     "maxidisc_90_95": ("maxidisc", ["90,95S"], []),
     "minidisc_95": ("minidisc", ["95", "0.2"], []),
+    "minidisc_95_search": ("minidisc", ["95", "0.2", "s05"],
+                           ["--sandwich_k", "0", "--final_sandwich", "target",
+                            "--candidate_eval_every", "4", "--search_epochs", "0.5"]),
     "minidisc_95_k0_final_target": ("minidisc", ["95", "0.2", "k0t"],
                                     ["--sandwich_k", "0", "--final_sandwich", "target"]),
 }

@@ -201,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
         "only the target (its choice is the target anyway; costs as much as one distill stage)",
     )
     g.add_argument(
+        "--search_epochs", type=float, default=None,
+        help="minidisc: epochs of the iterations that search for a TA (default: "
+        "--num_train_epochs, like the reference). The final iteration still trains "
+        "--num_train_epochs and always runs: when a search keeps the target (no TA), it "
+        "distils the target from that search's teacher; the best target model of all "
+        "iterations is the student",
+    )
+    g.add_argument(
         "--sandwich_k", default="all",
         help="minidisc: candidates trained per step: 'all', or K = the smallest and the "
         "largest plus K others drawn at random (seeded) each step",
@@ -449,6 +457,10 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         raise MiniDiscError(
             f"--mode minidisc distils: use --model_type {', '.join(others)} "
             f"({args.model_type} trains without a teacher)")
+    if args.search_epochs is not None and not (
+            math.isfinite(args.search_epochs) and args.search_epochs > 0):
+        raise MiniDiscError(f"--search_epochs {args.search_epochs:g}: must be a positive "
+                            "finite number")
     if args.sandwich_k != "all":
         try:
             k = int(args.sandwich_k)

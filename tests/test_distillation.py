@@ -456,3 +456,34 @@ def test_candidates_scored_every_nth_evaluation_on_equal_footing(prunable):
         assert it["best_metric"][key] == max(h["dev"][key] for h in full)
     best = {float(k): v for k, v in it["best_metric"].items()}
     assert it["chosen"] == choose_sparsity(best, 0, 90, 0.2, is_final=False)
+
+
+def test_search_epochs_shortens_the_search_and_the_final_iteration_still_runs(prunable):
+    """--search_epochs: iteration 1 trains half the steps; it keeps the target (a large
+    lambda), so the final iteration distils the target from the same teacher for the full
+    epochs, and the better of the two target models is the student."""
+    root, common, teacher = prunable
+    res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
+               "--num_train_epochs", "2", "--search_epochs", "1", "--log_interval", "3",
+               "--lam", "10", "--final_sandwich", "target", "--model_suffix", "search")
+    search, final = res["iterations"]
+    assert search["chosen"] == final["chosen"] == 90 and res["teacher_assistants"] == []
+    assert (search["final"], final["final"]) == (False, True)
+    assert (search["epochs"], final["epochs"]) == (1, 2)
+    assert 2 * search["steps"] == final["steps"]
+    assert search["candidates"] == ["50", "60", "70", "80", "85", "90"]
+    assert final["teacher_sparsity"] == 0 and final["candidates"] == ["90"]
+    scores = [search["best_metric"]["90"], final["best_metric"]["90"]]
+    assert res["final_from_iteration"] == (2 if scores[1] > scores[0] else 1)
+    run = root / "out" / "sparsebert_cls_minidisc_search_90S_lam10_sst2"
+    assert (run / res["final"]["path"] / "config.json").is_file()
+    assert res["final"]["sparsity"] == 90
+
+
+def test_without_search_epochs_a_kept_target_ends_the_trial(prunable):
+    root, common, teacher = prunable
+    res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
+               "--num_train_epochs", "1", "--log_interval", "3", "--lam", "10",
+               "--model_suffix", "nosearch")
+    (only,) = res["iterations"]
+    assert only["chosen"] == 90 and not only["final"] and res["final_from_iteration"] == 1

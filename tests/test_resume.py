@@ -49,8 +49,9 @@ def _run(argv):
     return subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=600)
 
 
-def _kill_once_saved(argv, out: Path, sig: int, min_step: int = 3):
-    """Start a run, wait for a saved state past `min_step`, send `sig`."""
+def _kill_once_saved(argv, out: Path, sig: int, min_step: int = 3, stage: str | None = None):
+    """Start a run, wait for a saved state past `min_step` (of `stage`, when given), send
+    `sig`."""
     proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 300
@@ -58,10 +59,11 @@ def _kill_once_saved(argv, out: Path, sig: int, min_step: int = 3):
         states = list(out.glob(".*.staging-*/state/trainer.pt"))
         if states:
             try:
-                step = torch.load(states[0], weights_only=True)["trainer"]["fit"]["step"]
+                saved = torch.load(states[0], weights_only=True)
+                step, at = saved["trainer"]["fit"]["step"], saved["stage"]
             except Exception:  # being replaced right now
-                step = 0
-            if step >= min_step:
+                step, at = 0, None
+            if step >= min_step and stage in (None, at):
                 proc.send_signal(sig)
                 break
         time.sleep(0.05)
@@ -79,13 +81,18 @@ def _same(a: dict, b: dict, keys=("final",)) -> None:
         assert a[k] == b[k], k
 
 
-def test_minidisc_killed_and_resumed_equals_uninterrupted(teacher, tmp_path):
+@pytest.mark.parametrize("extra, stage", [
+    (["--num_train_epochs", "3", "--sandwich_k", "1"], None),
+    # killed in the final iteration that follows a shortened search which kept the target
+    (["--num_train_epochs", "6", "--search_epochs", "1", "--lam", "10", "--final_sandwich",
+      "target"], "minidisc iteration 2"),
+], ids=["sampled", "search"])
+def test_minidisc_killed_and_resumed_equals_uninterrupted(teacher, tmp_path, extra, stage):
     data, t = teacher
-    extra = ["--num_train_epochs", "3", "--sandwich_k", "1"]
     ref = _run(_argv("minidisc", data, t, tmp_path / "a", *extra))
     assert ref.returncode == 0, ref.stderr
     argv = _argv("minidisc", data, t, tmp_path / "b", *extra)
-    code, _ = _kill_once_saved(argv, tmp_path / "b", signal.SIGKILL, min_step=5)
+    code, _ = _kill_once_saved(argv, tmp_path / "b", signal.SIGKILL, min_step=5, stage=stage)
     assert code == -signal.SIGKILL
     assert not any(p for p in (tmp_path / "b").iterdir() if not p.name.startswith("."))
     resumed = _run([*argv, "--resume"])
@@ -94,6 +101,7 @@ def test_minidisc_killed_and_resumed_equals_uninterrupted(teacher, tmp_path):
     _same(a, b, ("final", "teacher_assistants", "final_from_iteration"))
     for ia, ib in zip(a["iterations"], b["iterations"], strict=True):
         assert ia["chosen"] == ib["chosen"] and ia["best_metric"] == ib["best_metric"]
+        assert ia["teacher_sparsity"] == ib["teacher_sparsity"]
         assert ia["history"] == ib["history"]
     run = next(p for p in (tmp_path / "b").iterdir() if not p.name.startswith("."))
     assert not (run / "state").exists() and not (run / ".best_target").exists()

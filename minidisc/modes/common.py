@@ -7,6 +7,7 @@ folder exists, so bad input never leaves a half-written run behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -88,9 +89,11 @@ class Context:
 
     wall_before: float = 0.0  # seconds spent before a --resume
 
-    @property
-    def train_config(self) -> TrainConfig:
-        return TrainConfig.from_args(self.args)
+    def train_config(self, epochs: float | None = None) -> TrainConfig:
+        """The loop's settings; `epochs` replaces --num_train_epochs for one training (the
+        search iterations of minidisc --search_epochs)."""
+        cfg = TrainConfig.from_args(self.args)
+        return cfg if epochs is None else dataclasses.replace(cfg, num_train_epochs=epochs)
 
     def wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -122,9 +125,9 @@ class Context:
                                      self.args.per_device_train_batch_size, self.args.seed,
                                      sampler=sampler)
 
-    def plan(self) -> Plan:
-        """The step budget each training of this run gets (what the loop will count)."""
-        return Plan.of(len(self.train_loader()), self.train_config)
+    def plan(self, epochs: float | None = None) -> Plan:
+        """The step budget of a training of this run (what the loop will count)."""
+        return Plan.of(len(self.train_loader()), self.train_config(epochs))
 
     def explain(self) -> None:
         """Log what this run will do (device, models, data, step budget), so the run's log
@@ -198,7 +201,8 @@ class Context:
         check_specs(teacher.config, specs)
 
     def run_fit(self, model: nn.Module, train_step: TrainStep,
-                evaluate: Callable[[int], Evaluation], desc: str, stage: str) -> FitResult:
+                evaluate: Callable[[int], Evaluation], desc: str, stage: str,
+                epochs: float | None = None) -> FitResult:
         """The shared loop with this run's state file: every evaluation saves the loop's state
         with the mode's `progress`; a `--resume`d run continues `stage` where it stopped."""
         saved = self.saved if self.saved and self.saved["stage"] == stage else None
@@ -215,8 +219,9 @@ class Context:
             model.gradient_checkpointing_enable()
         # under FSDP the loop's state is sharded over the processes: not saved (no --resume)
         keeps_state = self.rt.is_main and not self.rt.fsdp
-        result = fit(model, self.train_loader(), train_step, evaluate, self.train_config,
-                     self.rt, desc, resume=saved["trainer"] if saved else None,
+        result = fit(model, self.train_loader(), train_step, evaluate,
+                     self.train_config(epochs), self.rt, desc,
+                     resume=saved["trainer"] if saved else None,
                      on_state=on_state if keeps_state else None, stop=self.stop)
         self.saved = None
         return result

@@ -10,6 +10,7 @@ best target-sparsity model of the whole trial (by dev metric), not only of the l
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import os
@@ -127,11 +128,19 @@ class BestTarget:
         return self.info.get("iteration") == it and step in (None, self.info.get("step"))
 
 
-def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
-            best_target: BestTarget) -> tuple[nn.Module, dict]:
+def ends(chosen: float, target: float, is_final: bool, args: argparse.Namespace) -> bool:
+    """Whether an iteration that kept `chosen` ends the trial: the final one does; a search
+    that kept the target does unless --search_epochs shortened it (its target model had less
+    training than a student gets, so the final iteration still trains one)."""
+    return is_final or (chosen == target and args.search_epochs is None)
+
+
+def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target: BestTarget,
+            is_final: bool) -> tuple[nn.Module, dict]:
     args = ctx.args
     target = float(args.target_sparsity)
-    is_final = it == args.target_iteration
+    # a search iteration only has to rank the candidates; the final one trains the student
+    epochs = None if is_final else args.search_epochs
     t_sparsity = float(getattr(teacher.config, "sparsity", 0) or 0)
     cands = candidates(teacher.config.sparsity_map, t_sparsity, args.trunc_sparsity, target,
                        args.candidates_above_target)
@@ -142,8 +151,9 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
     every = args.candidate_eval_every
     metric = f"{ctx.dev[0].name} {ctx.selection}"
     if ctx.rt.is_main:
-        logger.info("iteration %d of at most %d: teacher %gS; trains %s; scores %s", it,
-                    args.target_iteration, t_sparsity, " ".join(f"{s:g}S" for s in cands),
+        logger.info("iteration %d of at most %d: teacher %gS; trains %s for %g epochs; scores "
+                    "%s", it, args.target_iteration, t_sparsity,
+                    " ".join(f"{s:g}S" for s in cands), epochs or args.num_train_epochs,
                     "only the target (final iteration)" if is_final
                     else "each of them" if every == 1
                     else f"the target at every evaluation, all at every {every}th")
@@ -170,7 +180,7 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
         state["rng"] = list(rng.getstate()[1])
         return sandwich_step(student, distiller, picked)(batch, backward)
 
-    total = ctx.plan().total
+    total = ctx.plan(epochs).total
 
     def scores_all(step: int) -> bool:
         """Whether this evaluation scores every candidate: the first, every `every`-th and the
@@ -213,16 +223,18 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path,
 
     started = time.perf_counter()
     train = ctx.run_fit(student, train_step, evaluate, f"minidisc iter {it}",
-                        stage=f"minidisc iteration {it}")
+                        stage=f"minidisc iteration {it}", epochs=epochs)
     ta = kept.get("model") or ctx.load(folder / ckpt, "--resume").eval().requires_grad_(False)
     chosen = float(state["chosen"])
     if ctx.rt.is_main:
         logger.info("%s", choice_line(it, chosen, best, t_sparsity, target, args.lam, is_final,
                                       metric, args.candidates_above_target))
     # the report of the model that ends the trial carries the test metric and predictions
-    ends_trial = chosen == target and best_target.is_from(it)
+    ends_trial = ends(chosen, target, is_final, args) and best_target.is_from(it)
     record = {
         "iteration": it,
+        "final": is_final,
+        "epochs": epochs or args.num_train_epochs,
         "teacher_sparsity": t_sparsity,
         "candidates": [sparsity_key(s) for s in cands],
         "best_metric": dict(best),
@@ -256,15 +268,24 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
                     target, ctx.dev[0].name, ctx.selection, args.lam,
                     " ".join(f"{s:g}S" for s in first))
     iterations = ctx.progress.setdefault("iterations", [])  # finished ones survive --resume
-    if iterations:
-        teacher = ctx.load(folder / iterations[-1]["path"], "--resume").eval()
+    tas = [r for r in iterations if r["chosen"] != target]
+    if tas:  # the last TA kept teaches the next iteration
+        teacher = ctx.load(folder / tas[-1]["path"], "--resume").eval()
         teacher.requires_grad_(False)
     best_target = BestTarget(ctx, folder)
-    for it in range(len(iterations) + 1, args.target_iteration + 1):
-        if iterations and iterations[-1]["chosen"] == target:
-            break
-        teacher, record = iterate(ctx, teacher, it, folder, best_target)
+    while not iterations or not ends(iterations[-1]["chosen"], target,
+                                     iterations[-1].get("final", False), args):
+        it = len(iterations) + 1
+        # after a search that kept the target, only the final iteration is left to run
+        is_final = it == args.target_iteration or (
+            bool(iterations) and iterations[-1]["chosen"] == target)
+        ta, record = iterate(ctx, teacher, it, folder, best_target, is_final)
         iterations.append(record)
+        if record["chosen"] != target:
+            teacher = ta
+        elif not is_final and ctx.rt.is_main:
+            logger.info("the final iteration distils the target from the same teacher (the "
+                        "search ran %g epochs)", record["epochs"])
     last = iterations[-1]
     if best_target.is_from(last["iteration"]) or best_target.model is None:
         final = ctx.report_of(last)  # the last iteration's checkpoint is the student
