@@ -385,6 +385,14 @@ def test_late_failure_leaves_an_existing_output_folder_as_it_was(env, capsys):
     assert (earlier / "results.json").read_text() == "{}"
 
 
+def test_late_failure_removes_every_level_of_a_nested_output_dir_it_made(env, capsys):
+    nested = env.out / "a" / "b"
+    argv = env.argv("minidisc", "--output_dir", str(nested), teacher=env.ck.at90)
+    assert main(argv) == 2
+    assert "not above the teacher's sparsity" in capsys.readouterr().err
+    assert not env.out.exists()
+
+
 def _crlf_bom(path: Path) -> None:
     text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n").replace("\n", "\r\n")
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())

@@ -197,7 +197,7 @@ class RunFolder:
         self.resume = resume
         self.staging = final.with_name(f".{final.name}.staging-{os.getpid()}")
         self.lock = RunLock(final)
-        self._made_parent = False
+        self._made: list[Path] = []  # folders this run created, deepest first
         self._log: logging.FileHandler | None = None
         self._level = logging.NOTSET
 
@@ -210,7 +210,7 @@ class RunFolder:
     def __enter__(self) -> Path:
         if self.is_main:
             parent = self.final.parent
-            self._made_parent = not parent.exists()
+            self._made = [p for p in (parent, *parent.parents) if not p.exists()]
             try:
                 parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -250,13 +250,14 @@ class RunFolder:
         self._log = None
 
     def _release(self) -> None:
-        """Drop the lock; an output folder this run created and left empty goes too."""
+        """Drop the lock; output folders this run created and left empty go too (all the
+        levels of a nested --output_dir)."""
         self.lock.release()
-        if self._made_parent:
+        for folder in self._made:
             try:
-                self.final.parent.rmdir()
+                folder.rmdir()
             except OSError:
-                pass
+                break
 
     def _enter(self) -> Path:
         if self.resume:
