@@ -478,6 +478,9 @@ def test_search_epochs_shortens_the_search_and_the_final_iteration_still_runs(pr
     run = root / "out" / "sparsebert_cls_minidisc_search_90S_lam10_sst2"
     assert (run / res["final"]["path"] / "config.json").is_file()
     assert res["final"]["sparsity"] == 90
+    log = (run / "run.log").read_text()
+    assert f"search for a TA train 1 epochs = {search['steps']} steps" in log
+    assert "the final iteration distils the target from the same teacher" in log
 
 
 def test_without_search_epochs_a_kept_target_ends_the_trial(prunable):

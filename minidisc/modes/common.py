@@ -163,6 +163,10 @@ class Context:
                     "steps without a better score", epochs, "" if epochs == 1 else "s",
                     plan.steps_per_epoch, plan.total, batch, args.log_interval,
                     self.dev[0].name, self.selection, plan.patience)
+        if args.mode == "minidisc" and args.search_epochs is not None:
+            logger.info("minidisc: the iterations that search for a TA train %g epochs = %d "
+                        "steps; the final one trains the student as above",
+                        args.search_epochs, self.plan(args.search_epochs).total)
 
     def report_of(self, record: dict[str, Any]) -> dict[str, Any]:
         """The `report` part of a stage record (what `final` holds in results.json)."""
