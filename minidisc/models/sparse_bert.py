@@ -408,11 +408,27 @@ class SparseBertModel(NarrowableEncoderMixin, BertPreTrainedModel):
 
 class NarrowableTaskMixin:
     """Task-model plumbing shared by the families: narrowing goes to the base model (reached
-    through `base_model_prefix`), and the task loss."""
+    through `base_model_prefix`), one forward (base model, then the task's `_logits`), and
+    the task loss."""
 
     supports_gradient_checkpointing = True
 
     config: PretrainedConfig
+    output_cls: type  # SequenceClassifierOutput or TokenClassifierOutput
+
+    def _logits(self, hidden: list[torch.Tensor], pooled: torch.Tensor | None,
+                attention_mask: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
+                output_hidden_states: bool = False, **_: Any):
+        hidden, pooled = self.base_model(input_ids, attention_mask, token_type_ids, head_mask,
+                                         neuron_mask)
+        logits = self._logits(hidden, pooled, attention_mask)
+        return self.output_cls(loss=self._loss(logits, labels), logits=logits,
+                               hidden_states=tuple(hidden) if output_hidden_states else None)
 
     def sparsify(self, sparsity: float | None) -> None:
         self.base_model.sparsify(sparsity)
@@ -438,7 +454,6 @@ class _SparseTaskModel(NarrowableTaskMixin, BertPreTrainedModel):
 
     config_class = MiniDiscBertConfig
     pooled: bool  # classify the pooled [CLS] vector (True) or every token (False)
-    output_cls: type
 
     def __init__(self, config: BertConfig):
         super().__init__(MiniDiscBertConfig.coerce(config))
@@ -449,15 +464,9 @@ class _SparseTaskModel(NarrowableTaskMixin, BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **_):
-        hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids, head_mask,
-                                   neuron_mask)
-        logits = self.classifier(self.dropout(pooled if self.pooled else hidden[-1]))
-        return self.output_cls(loss=self._loss(logits, labels), logits=logits,
-                               hidden_states=tuple(hidden) if output_hidden_states else None)
+    def _logits(self, hidden: list[torch.Tensor], pooled: torch.Tensor | None,
+                attention_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.classifier(self.dropout(pooled if self.pooled else hidden[-1]))
 
 
 class SparseBertForSequenceClassification(_SparseTaskModel):

@@ -52,6 +52,7 @@ class SparseRobertaForSequenceClassification(NarrowableTaskMixin, RobertaPreTrai
 
     config_class = MiniDiscRobertaConfig
     pooled = True  # one output per sequence
+    output_cls = SequenceClassifierOutput
 
     def __init__(self, config: RobertaConfig):
         super().__init__(MiniDiscRobertaConfig.coerce(config))
@@ -59,16 +60,9 @@ class SparseRobertaForSequenceClassification(NarrowableTaskMixin, RobertaPreTrai
         self.classifier = RobertaClassificationHead(self.config)
         self.post_init()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **_) -> SequenceClassifierOutput:
-        hidden, _ = self.roberta(input_ids, attention_mask, token_type_ids, head_mask,
-                                 neuron_mask)
-        logits = self.classifier(hidden[-1])
-        return SequenceClassifierOutput(
-            loss=self._loss(logits, labels), logits=logits,
-            hidden_states=tuple(hidden) if output_hidden_states else None)
+    def _logits(self, hidden: list[torch.Tensor], pooled: torch.Tensor | None,
+                attention_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.classifier(hidden[-1])  # RoBERTa's head reads `<s>` itself
 
 
 class SparseRobertaForTokenClassification(NarrowableTaskMixin, RobertaPreTrainedModel):
@@ -76,6 +70,7 @@ class SparseRobertaForTokenClassification(NarrowableTaskMixin, RobertaPreTrained
 
     config_class = MiniDiscRobertaConfig
     pooled = False
+    output_cls = TokenClassifierOutput
 
     def __init__(self, config: RobertaConfig):
         super().__init__(MiniDiscRobertaConfig.coerce(config))
@@ -86,16 +81,9 @@ class SparseRobertaForTokenClassification(NarrowableTaskMixin, RobertaPreTrained
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **_) -> TokenClassifierOutput:
-        hidden, _ = self.roberta(input_ids, attention_mask, token_type_ids, head_mask,
-                                 neuron_mask)
-        logits = self.classifier(self.dropout(hidden[-1]))
-        return TokenClassifierOutput(
-            loss=self._loss(logits, labels), logits=logits,
-            hidden_states=tuple(hidden) if output_hidden_states else None)
+    def _logits(self, hidden: list[torch.Tensor], pooled: torch.Tensor | None,
+                attention_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.classifier(self.dropout(hidden[-1]))
 
 
 # save_pretrained copies this file (and sparse_bert.py) and fills config.json's auto_map.

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -437,7 +436,6 @@ class EncT5Decoder(nn.Module):
 class _SparseEncT5TaskModel(NarrowableTaskMixin, SparseT5PreTrainedModel):
     """Encoder (under `transformer.`) + a task head; narrowing goes to the encoder."""
 
-    output_cls: type
     pooled: bool  # one output per sequence (True) or per token (False)
 
     def __init__(self, config: T5Config):
@@ -451,20 +449,6 @@ class _SparseEncT5TaskModel(NarrowableTaskMixin, SparseT5PreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.transformer.shared = value
 
-    def _logits(self, hidden: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                head_mask: torch.Tensor | None = None, neuron_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **_: Any):
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        hidden, _pooled = self.transformer(input_ids, attention_mask, None, head_mask,
-                                           neuron_mask)
-        logits = self._logits(hidden, attention_mask)
-        return self.output_cls(loss=self._loss(logits, labels), logits=logits,
-                               hidden_states=tuple(hidden) if output_hidden_states else None)
 
 
 class SparseEncT5ForSequenceClassification(_SparseEncT5TaskModel):
@@ -481,7 +465,11 @@ class SparseEncT5ForSequenceClassification(_SparseEncT5TaskModel):
         self.prompt = nn.Parameter(torch.empty(1, self.config.d_model))
         self.post_init()
 
-    def _logits(self, hidden: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+    def _logits(self, hidden: list[torch.Tensor], pooled: None,
+                attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden[-1].shape[:2], dtype=torch.long,
+                                        device=hidden[-1].device)
         queries = self.prompt.unsqueeze(0).expand(hidden[-1].shape[0], -1, -1)
         return self.classifier(self.decoder(queries, hidden[-1], attention_mask)[:, 0])
 
@@ -498,7 +486,8 @@ class SparseEncT5ForTokenClassification(_SparseEncT5TaskModel):
         self.dropout = nn.Dropout(self.config.classifier_dropout)
         self.post_init()
 
-    def _logits(self, hidden: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+    def _logits(self, hidden: list[torch.Tensor], pooled: None,
+                attention_mask: torch.Tensor | None) -> torch.Tensor:
         return self.classifier(self.dropout(hidden[-1]))
 
 
