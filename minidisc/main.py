@@ -24,9 +24,10 @@ def configure_logging() -> None:
 def execute(argv: Sequence[str] | None = None) -> dict:
     """Run one mode; raise MiniDiscError on bad input. Returns the results record."""
     from minidisc.cli import parse_args
+    from minidisc.files import write_json
     from minidisc.modes import MODES
     from minidisc.modes.common import prepare
-    from minidisc.training.outputs import RESULTS, RunFolder, provenance, write_json
+    from minidisc.training.outputs import RESULTS, RunFolder, provenance
     from minidisc.training.state import load_state, stop_on_signals
 
     args = parse_args(argv)

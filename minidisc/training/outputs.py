@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import MiniDiscError
+from minidisc.files import atomic_write
 from minidisc.training.state import STATE_DIR
 
 if TYPE_CHECKING:
@@ -137,17 +138,9 @@ def save_checkpoint(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: 
                     state: dict[str, torch.Tensor] | None = None) -> None:
     """Write a from_pretrained-loadable folder, replacing an older one only once complete;
     `state`: the weights to write when the model's own are sharded (FSDP)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, state_dict=state)
-    tokenizer.save_pretrained(tmp)
-    old = path.with_name(f".{path.name}.old")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists():
-        shutil.rmtree(old)
+    with atomic_write(path) as tmp:
+        model.save_pretrained(tmp, state_dict=state)
+        tokenizer.save_pretrained(tmp)
 
 
 def _git(*args: str) -> str | None:
@@ -174,12 +167,6 @@ def provenance(started_at: str, models: dict[str, Any]) -> dict[str, Any]:
             "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "git_commit": commit,
             "git_dirty": None if status is None else bool(status), "models": models}
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class RunFolder:

@@ -8,7 +8,6 @@ bests, the kept TA). Everything in it loads with `weights_only=True`.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from minidisc.errors import MiniDiscError
+from minidisc.files import atomic_write
 
 STATE_DIR = "state"
 STATE_FILE = "trainer.pt"
@@ -67,12 +67,11 @@ def state_path(folder: Path) -> Path:
 
 
 def save_state(folder: Path, state: dict[str, Any]) -> None:
-    """Temp file + rename: a kill while writing leaves the previous state intact."""
+    """Written atomically: a kill while writing leaves the previous state intact."""
     path = state_path(folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_state(folder: Path) -> dict[str, Any] | None:
