@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from minidisc.data import download as dl
-from minidisc.data.tasks import TASKS
+from minidisc.data.tasks import CONLL_TAGS, GLUE_HUB, TASKS
 from minidisc.errors import MiniDiscError
 
 QUOTED = 'He said " the witness " was "100 percent" sure .'
@@ -39,7 +39,7 @@ def glue_rows(task: str) -> dict[str, list[dict]]:
         return out
 
     splits = {hub: rows((-1, -1) if hub.startswith("test") else label_values)
-              for hub in dl.SPLITS[task]}
+              for hub in TASKS[task].hub.splits}
     return splits
 
 
@@ -52,9 +52,9 @@ EXPECTED_LABELS = {
 
 @pytest.mark.parametrize("task", dl.GLUE_TASKS)
 def test_glue_conversion_reads_back(tmp_path, task):
-    written = dl.write_task(task, glue_rows(task), tmp_path / task)
-    stems = list(dl.SPLITS[task].values())
-    assert sorted(p.name for p in written) == sorted(f"{s}.tsv" for s in stems)
+    written = dl.write_task(TASKS[task], glue_rows(task), tmp_path / task)
+    stems = list(TASKS[task].hub.splits.values())
+    assert sorted(p.name for p in written.values()) == sorted(f"{s}.tsv" for s in stems)
     single = dl.TEXT_FIELDS[task][1] is None
     for stem in stems:
         examples = TASKS[task].read(tmp_path, stem)
@@ -72,7 +72,7 @@ def test_glue_conversion_reads_back(tmp_path, task):
 
 def test_glue_headers_match_the_original_files(tmp_path):
     def first_line(task: str, stem: str) -> str:
-        dl.write_task(task, glue_rows(task), tmp_path / task)
+        dl.write_task(TASKS[task], glue_rows(task), tmp_path / task)
         return (tmp_path / task / f"{stem}.tsv").read_text().splitlines()[0]
 
     assert first_line("sst2", "train") == "sentence\tlabel"
@@ -92,7 +92,7 @@ def test_glue_headers_match_the_original_files(tmp_path):
 
 
 def test_cola_mark_column(tmp_path):
-    dl.write_task("cola", glue_rows("cola"), tmp_path / "cola")
+    dl.write_task(TASKS["cola"], glue_rows("cola"), tmp_path / "cola")
     rows = [r.split("\t") for r in (tmp_path / "cola" / "train.tsv").read_text().splitlines()]
     assert [r[2] for r in rows] == ["", "*"]  # the original marks unacceptable sentences
 
@@ -105,9 +105,11 @@ def test_tabs_and_line_breaks_inside_text_are_flattened():
 def test_labelled_split_with_missing_label_is_refused():
     with pytest.raises(MiniDiscError, match="row 1"):
         dl.glue_lines("rte", "dev", [pair("a", "b", "sentence1", "sentence2", 0, 0),
-                                     pair("a", "b", "sentence1", "sentence2", -1, 1)])
+                                     pair("a", "b", "sentence1", "sentence2", -1, 1)],
+                      TASKS["rte"].hub.labels)
     with pytest.raises(MiniDiscError, match="unknown label"):
-        dl.glue_lines("mnli", "train", [{"premise": "a", "hypothesis": "b", "label": 3}])
+        dl.glue_lines("mnli", "train", [{"premise": "a", "hypothesis": "b", "label": 3}],
+                      TASKS["mnli"].hub.labels)
 
 
 def conll_rows() -> dict[str, list[dict]]:
@@ -129,7 +131,8 @@ CHUNK = [f"CH{i}" for i in range(23)]
 
 
 def test_conll_conversion_reads_back(tmp_path):
-    dl.write_task("conll", conll_rows(), tmp_path / "conll", pos_names=POS, chunk_names=CHUNK)
+    dl.write_task(TASKS["conll"], conll_rows(), tmp_path / "conll", pos_names=POS,
+                  chunk_names=CHUNK)
     train = TASKS["conll"].read(tmp_path, "train")
     assert [(e.words, e.tags) for e in train] == [
         (["EU", "rejects", "German", "call", "."], ["B-ORG", "O", "B-MISC", "O", "O"]),
@@ -144,15 +147,15 @@ def test_conll_conversion_reads_back(tmp_path):
 
 def test_conll_without_tag_names_keeps_four_columns():
     lines = dl.conll_lines([{"tokens": ["New York", "is"], "pos_tags": [1, 2],
-                             "ner_tags": ["B-LOC", "O"]}])
+                             "ner_tags": ["B-LOC", "O"]}], CONLL_TAGS)
     assert lines[2:] == ["New_York - - B-LOC", "is - - O", ""]
 
 
 def test_conll_bad_rows():
     with pytest.raises(MiniDiscError, match="unknown NER tag"):
-        dl.conll_lines([{"tokens": ["a"], "ner_tags": [9]}])
+        dl.conll_lines([{"tokens": ["a"], "ner_tags": [9]}], CONLL_TAGS)
     with pytest.raises(MiniDiscError, match="1 tokens but 2 tags"):
-        dl.conll_lines([{"tokens": ["a"], "ner_tags": [0, 0]}])
+        dl.conll_lines([{"tokens": ["a"], "ner_tags": [0, 0]}], CONLL_TAGS)
 
 
 # ---------------------------------------------------------------- the download command
@@ -188,7 +191,7 @@ def no_datasets(monkeypatch):
 
 def test_missing_datasets_package_exits_2(tmp_path, monkeypatch, capsys):
     no_datasets(monkeypatch)
-    assert dl.main(["mrpc", "--data_dir", str(tmp_path)]) == 2
+    assert dl.main(TASKS, ["mrpc", "--data_dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "'datasets'" in err and "pip install datasets" in err
@@ -199,7 +202,7 @@ def test_repo_datasets_folder_is_not_mistaken_for_the_package(monkeypatch):
     # without the package, `import datasets` finds the repo's datasets/ as a namespace package
     monkeypatch.setitem(sys.modules, "datasets", types.ModuleType("datasets"))
     with pytest.raises(MiniDiscError, match="pip install datasets"):
-        dl.fetch("sst2")
+        dl.fetch(TASKS["sst2"])
 
 
 @pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
@@ -214,7 +217,7 @@ def test_module_entry_point_exits_2(tmp_path, monkeypatch, capsys):
 
 def test_offline_hub_exits_2_and_tries_every_conll_copy(tmp_path, monkeypatch, capsys):
     calls = fake_datasets(monkeypatch, error=ConnectionError("Couldn't reach the hub\nmore"))
-    assert dl.main(["conll", "--data_dir", str(tmp_path)]) == 2
+    assert dl.main(TASKS, ["conll", "--data_dir", str(tmp_path)]) == 2
     assert calls == [("eriktks/conll2003", None),
                      ("eriktks/conll2003", None, "refs/convert/parquet"), ("conll2003", None)]
     err = capsys.readouterr().err
@@ -224,8 +227,8 @@ def test_offline_hub_exits_2_and_tries_every_conll_copy(tmp_path, monkeypatch, c
 
 def test_download_writes_task_folder(tmp_path, monkeypatch):
     calls = fake_datasets(monkeypatch, data=glue_rows("mnli"))
-    assert dl.main(["mnli", "--data_dir", str(tmp_path)]) == 0
-    assert calls == [(dl.GLUE_HUB, "mnli")]
+    assert dl.main(TASKS, ["mnli", "--data_dir", str(tmp_path)]) == 0
+    assert calls == [(GLUE_HUB, "mnli")]
     assert sorted(p.name for p in (tmp_path / "mnli").iterdir()) == [
         "dev_matched.tsv", "dev_mismatched.tsv", "test_matched.tsv", "test_mismatched.tsv",
         "train.tsv"]
@@ -238,7 +241,7 @@ def test_download_conll_uses_feature_names(tmp_path, monkeypatch):
                 "chunk_tags": types.SimpleNamespace(feature=types.SimpleNamespace(names=CHUNK))}
     data = {k: FakeSplit(v, features) for k, v in conll_rows().items()}
     fake_datasets(monkeypatch, data=data)
-    target = dl.download("conll", tmp_path)
+    target = dl.download(TASKS["conll"], tmp_path)
     assert target == tmp_path / "conll"
     assert "EU POS22 CH11 B-ORG" in (target / "train.txt").read_text()
 
@@ -247,9 +250,9 @@ def test_existing_folder_needs_overwrite(tmp_path, monkeypatch, capsys):
     fake_datasets(monkeypatch, data=glue_rows("rte"))
     (tmp_path / "rte").mkdir()
     (tmp_path / "rte" / "old.txt").write_text("x")
-    assert dl.main(["rte", "--data_dir", str(tmp_path)]) == 2
+    assert dl.main(TASKS, ["rte", "--data_dir", str(tmp_path)]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert dl.main(["rte", "--data_dir", str(tmp_path), "--overwrite"]) == 0
+    assert dl.main(TASKS, ["rte", "--data_dir", str(tmp_path), "--overwrite"]) == 0
     assert sorted(p.name for p in (tmp_path / "rte").iterdir()) == [
         "dev.tsv", "test.tsv", "train.tsv"]
     assert [p.name for p in tmp_path.iterdir()] == ["rte"]
@@ -259,7 +262,7 @@ def test_failed_conversion_leaves_nothing(tmp_path, monkeypatch, capsys):
     data = glue_rows("qnli")
     data["validation"][1]["label"] = -1  # a labelled split with a missing label
     fake_datasets(monkeypatch, data=data)
-    assert dl.main(["qnli", "--data_dir", str(tmp_path)]) == 2
+    assert dl.main(TASKS, ["qnli", "--data_dir", str(tmp_path)]) == 2
     assert "row 1" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -269,19 +272,21 @@ def test_hub_copy_without_a_split_is_reported(tmp_path, monkeypatch):
     del data["test"]
     fake_datasets(monkeypatch, data=data)
     with pytest.raises(MiniDiscError, match="no split"):
-        dl.download("wnli", tmp_path)
+        dl.download(TASKS["wnli"], tmp_path)
     assert not Path(tmp_path / "wnli").exists()
 
 
-def test_demo_and_unknown_tasks_are_refused(tmp_path):
+def test_demo_and_unknown_tasks_are_refused(tmp_path, capsys):
     with pytest.raises(MiniDiscError, match="make_demo.py"):
-        dl.download("demo", tmp_path)
-    with pytest.raises(MiniDiscError, match="unknown task"):
-        dl.download("squad", tmp_path)
+        dl.download(TASKS["demo"], tmp_path)
+    with pytest.raises(SystemExit) as info:
+        dl.main(TASKS, ["squad", "--data_dir", str(tmp_path)])
+    assert info.value.code == 2 and "invalid choice: 'squad'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_every_downloadable_task_is_registered():
-    assert set(dl.DOWNLOADABLE) == set(TASKS) - {"demo"}
+def test_every_task_but_demo_is_on_the_hub_with_the_splits_it_reads():
+    assert {name for name, t in TASKS.items() if t.hub is not None} == set(TASKS) - {"demo"}
     for task in dl.GLUE_TASKS:
-        stems = set(dl.SPLITS[task].values())
+        stems = set(TASKS[task].hub.splits.values())
         assert stems == set(TASKS[task].dev_splits) | set(TASKS[task].test_splits) | {"train"}

@@ -6,6 +6,9 @@ sentence ids, MNLI parses, STS-B provenance, ...) are filled with a placeholder 
 column sits where the readers expect it. `datasets` is optional: it is imported only here,
 only when a download is asked for.
 
+The downloader is a leaf: it knows the original file formats, and each task it is given
+carries its own hub metadata (`Task.hub`: which datasets, which splits, which labels).
+
     python -m minidisc.data.download mrpc [--data_dir datasets] [--overwrite]
 """
 
@@ -14,49 +17,44 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from minidisc.data.tasks import CONLL_TAGS, TASKS
 from minidisc.errors import MiniDiscError, exit_code
+from minidisc.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
-GLUE_HUB = "nyu-mll/glue"
-# Copies of CoNLL-2003 to try in turn: (hub name, revision). The hub's automatic parquet
-# conversion serves datasets that are published as a loading script, which `datasets` >= 4
-# no longer runs.
-CONLL_HUBS = (("eriktks/conll2003", None), ("eriktks/conll2003", "refs/convert/parquet"),
-              ("conll2003", None))
-GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
-DOWNLOADABLE = (*GLUE_TASKS, "conll")
-
 PLACEHOLDER = "-"  # stands in for columns the hub copies do not carry
-NLI2 = ("entailment", "not_entailment")
-# Hub label ids -> the label strings of the original files (tasks not listed: str(id)).
-HUB_LABELS: dict[str, tuple[str, ...]] = {
-    "mnli": ("entailment", "neutral", "contradiction"),
-    "qnli": NLI2,
-    "rte": NLI2,
-}
+DEFAULT_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 
-_DEFAULT_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
-# Hub split -> file stem in datasets/<task>/.
-SPLITS: dict[str, dict[str, str]] = {
-    **{t: _DEFAULT_SPLITS for t in GLUE_TASKS if t != "mnli"},
-    "mnli": {
-        "train": "train",
-        "validation_matched": "dev_matched",
-        "validation_mismatched": "dev_mismatched",
-        "test_matched": "test_matched",
-        "test_mismatched": "test_mismatched",
-    },
-    "conll": _DEFAULT_SPLITS,
-}
+
+@dataclass(frozen=True)
+class Hub:
+    """Where a task's copy is on the Hugging Face hub.
+
+    `sources`: (dataset, config, revision) to try in turn; `splits`: hub split -> file stem in
+    <data_dir>/<task>/; `labels`: what each hub label id stands for in the original files
+    (empty: the id itself; CoNLL: the NER tag of each id).
+    """
+
+    sources: tuple[tuple[str, str | None, str | None], ...]
+    splits: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
+    labels: tuple[str, ...] = ()
+
+
+class HubTask(Protocol):
+    """What the downloader needs of a task (minidisc.data.tasks.Task has it)."""
+
+    name: str
+    hub: Hub | None
+    is_ner: bool
+
+    def read_file(self, path: Path, split: str) -> list: ...
+
 
 # Hub text fields of each GLUE task (second None: single-sentence task).
 TEXT_FIELDS: dict[str, tuple[str, str | None]] = {
@@ -87,9 +85,12 @@ def _clean(text: Any) -> str:
     return _ROW_BREAKERS.sub(" ", "" if text is None else str(text))
 
 
-def _label(task: str, value: Any, where: str) -> str:
+GLUE_TASKS = tuple(TEXT_FIELDS)  # the tasks whose original tsv layouts glue_lines writes
+
+
+def _label(task: str, value: Any, where: str, labels: Sequence[str]) -> str:
     """A hub label id as the original file writes it (-1, the hub's 'no label', is refused)."""
-    names = HUB_LABELS.get(task)
+    names = labels or None
     try:
         number = float(value) if task == "stsb" else int(value)
     except (TypeError, ValueError):
@@ -119,11 +120,13 @@ def _glue_layout(task: str, split: str) -> tuple[tuple[str, ...] | None, int]:
     return heads.get(task, ("index", "sentence1", "sentence2", "label")), 1
 
 
-def glue_lines(task: str, split: str, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+def glue_lines(task: str, split: str, rows: Iterable[Mapping[str, Any]],
+               labels: Sequence[str] = ()) -> list[str]:
     """Rows with the hub's field names -> the lines of the original GLUE tsv for `split`.
 
-    `split` is the file stem (train, dev, dev_matched, test, test_matched, ...). Test splits
-    get the test layout (index column, no label column); the hub's -1 test labels are ignored.
+    `split` is the file stem (train, dev, dev_matched, test, test_matched, ...); `labels`:
+    Hub.labels. Test splits get the test layout (index column, no label column); the hub's
+    -1 test labels are ignored.
     """
     if task not in TEXT_FIELDS:
         raise MiniDiscError(f"{task}: not a GLUE task (one of {', '.join(GLUE_TASKS)})")
@@ -136,7 +139,7 @@ def glue_lines(task: str, split: str, rows: Iterable[Mapping[str, Any]]) -> list
         idx = str(row.get("idx", n))
         a = _clean(row.get(fa))
         b = _clean(row.get(fb)) if fb is not None else ""
-        label = "" if test else _label(task, row.get("label"), f"{task} {split} row {n}")
+        label = "" if test else _label(task, row.get("label"), f"{task} {split} row {n}", labels)
         if task == "cola":
             cols = [idx, a] if test else [ph, label, "*" if label == "0" else "", a]
         elif task == "sst2":
@@ -171,13 +174,15 @@ def _word(token: Any) -> str:
     return "_".join(str(token).split()) or "_"
 
 
-def conll_lines(rows: Iterable[Mapping[str, Any]], pos_names: Sequence[str] | None = None,
+def conll_lines(rows: Iterable[Mapping[str, Any]], tags: Sequence[str],
+                pos_names: Sequence[str] | None = None,
                 chunk_names: Sequence[str] | None = None) -> list[str]:
     """Hub CoNLL-2003 rows (tokens, pos_tags, chunk_tags, ner_tags) -> `word POS chunk NER` lines.
 
     Sentences are separated by blank lines after a leading `-DOCSTART-` line, as in the
-    original files. POS/chunk ids are named with `pos_names`/`chunk_names` (the hub's feature
-    names) when given, else written as a placeholder; NER ids use the hub's tag order.
+    original files. NER ids index `tags` (Hub.labels); POS/chunk ids are named with
+    `pos_names`/`chunk_names` (the hub's feature names) when given, else written as a
+    placeholder.
     """
     lines = ["-DOCSTART- -X- -X- O", ""]
     for n, row in enumerate(rows):
@@ -192,7 +197,7 @@ def conll_lines(rows: Iterable[Mapping[str, Any]], pos_names: Sequence[str] | No
         pos = list(row.get("pos_tags") or [None] * len(tokens))
         chunk = list(row.get("chunk_tags") or [None] * len(tokens))
         for i, token in enumerate(tokens):
-            tag = _tag_name(ner[i], CONLL_TAGS)  # the hub's ids index this order
+            tag = _tag_name(ner[i], tags)
             if tag == PLACEHOLDER:
                 raise MiniDiscError(f"conll row {n}: unknown NER tag id {ner[i]!r}")
             p = _tag_name(pos[i], pos_names) if pos[i] is not None else PLACEHOLDER
@@ -202,30 +207,37 @@ def conll_lines(rows: Iterable[Mapping[str, Any]], pos_names: Sequence[str] | No
     return lines
 
 
-def write_task(task: str, splits: Mapping[str, Sequence[Mapping[str, Any]]], out_dir: Path,
-               pos_names: Sequence[str] | None = None,
-               chunk_names: Sequence[str] | None = None) -> list[Path]:
+def _hub(task: HubTask) -> Hub:
+    if task.hub is None:
+        if task.name == "demo":
+            raise MiniDiscError("demo is generated locally: python datasets/make_demo.py")
+        raise MiniDiscError(f"{task.name}: not on the hub (only GLUE tasks and conll are)")
+    return task.hub
+
+
+def write_task(task: HubTask, splits: Mapping[str, Sequence[Mapping[str, Any]]],
+               out_dir: Path, pos_names: Sequence[str] | None = None,
+               chunk_names: Sequence[str] | None = None) -> dict[str, Path]:
     """Write the original-format files of `task` into `out_dir` from hub-split rows.
 
     `splits` maps hub split names (train, validation, test, validation_matched, ...) to rows;
-    splits the task does not use are ignored. Returns the files written.
+    splits the task does not use are ignored. Returns the files written, by split.
     """
-    if task not in SPLITS:
-        raise MiniDiscError(f"{task}: cannot be downloaded (one of {', '.join(DOWNLOADABLE)})")
+    hub = _hub(task)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for hub_split, stem in SPLITS[task].items():
+    written = {}
+    for hub_split, stem in hub.splits.items():
         if hub_split not in splits:
             continue
-        if task == "conll":
+        if task.is_ner:
             path = out_dir / f"{stem}.txt"
-            lines = conll_lines(splits[hub_split], pos_names, chunk_names)
+            lines = conll_lines(splits[hub_split], hub.labels, pos_names, chunk_names)
         else:
             path = out_dir / f"{stem}.tsv"
-            lines = glue_lines(task, stem, splits[hub_split])
+            lines = glue_lines(task.name, stem, splits[hub_split], hub.labels)
         with open(path, "w", encoding="utf-8", newline="\n") as f:
             f.write("\n".join(lines) + "\n")
-        written.append(path)
+        written[stem] = path
     return written
 
 
@@ -256,13 +268,12 @@ def _feature_names(split_ds: Any, field: str) -> list[str] | None:
         return None
 
 
-def fetch(task: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str] | None]]:
+def fetch(task: HubTask) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str] | None]]:
     """Load every split of `task` from the hub: (rows per hub split, tag-name lists)."""
+    splits = _hub(task).splits
     datasets = _import_datasets()
-    candidates = ([(GLUE_HUB, task, None)] if task in GLUE_TASKS else
-                  [(hub, None, rev) for hub, rev in CONLL_HUBS])
     errors = []
-    for hub, config, revision in candidates:
+    for hub, config, revision in task.hub.sources:
         try:
             ds = datasets.load_dataset(hub, config, **({"revision": revision} if revision else {}))
         # Offline, renamed, gated, script-only...: `datasets` raises many types; note, go on.
@@ -270,68 +281,54 @@ def fetch(task: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[st
             name = f"{hub}{'/' + config if config else ''}{'@' + revision if revision else ''}"
             errors.append(f"{name}: {_one_line(e)}")
             continue
-        missing = [s for s in SPLITS[task] if s not in ds]
+        missing = [s for s in splits if s not in ds]
         if missing:
             errors.append(f"{hub}: no split(s) {', '.join(missing)}")
             continue
-        rows = {s: [dict(r) for r in ds[s]] for s in SPLITS[task]}
+        rows = {s: [dict(r) for r in ds[s]] for s in splits}
         names = {"pos_names": None, "chunk_names": None}
-        if task == "conll":
+        if task.is_ner:
             names = {"pos_names": _feature_names(ds["train"], "pos_tags"),
                      "chunk_names": _feature_names(ds["train"], "chunk_tags")}
         return rows, names
-    raise MiniDiscError(f"could not download {task} ({'; '.join(errors)})")
+    raise MiniDiscError(f"could not download {task.name} ({'; '.join(errors)})")
 
 
-def download(task: str, data_dir: str | Path = "datasets", overwrite: bool = False) -> Path:
-    """Download `task` into data_dir/<task>/ atomically and check that it reads back.
-
-    Files are written to a temporary folder beside the target and renamed at the end, so a
-    failed or interrupted download never leaves a half-written task folder.
-    """
-    if task == "demo":
-        raise MiniDiscError("demo is generated locally: python datasets/make_demo.py")
-    if task not in SPLITS:
-        raise MiniDiscError(f"unknown task {task!r} (one of {', '.join(DOWNLOADABLE)})")
+def download(task: HubTask, data_dir: str | Path = "datasets", overwrite: bool = False) -> Path:
+    """Download `task` into data_dir/<task>/ atomically and check that it reads back: a
+    failed or interrupted download never leaves a half-written task folder."""
+    _hub(task)
     data_dir = Path(data_dir)
-    target = data_dir / task
+    target = data_dir / task.name
     if target.exists() and not overwrite:
         raise MiniDiscError(f"{target}: already exists (remove it or pass --overwrite)")
     splits, names = fetch(task)
     data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{task}.", suffix=".partial", dir=data_dir))
-    try:
-        write_task(task, splits, tmp / task, **names)
-        stems = SPLITS[task].values()
-        counts = {stem: len(TASKS[task].read(tmp, stem)) for stem in stems}
-        if target.exists():
-            target.rename(tmp / "previous")
-        try:
-            (tmp / task).rename(target)
-        except OSError:
-            if (tmp / "previous").exists():
-                (tmp / "previous").rename(target)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_write(target) as tmp:
+        written = write_task(task, splits, tmp, **names)
+        counts = {stem: len(task.read_file(path, stem)) for stem, path in written.items()}
     logger.info("wrote %s: %s", target, ", ".join(f"{s} {n}" for s, n in counts.items()))
     return target
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry: 0 on success, 2 with a one-line `error: ...` on stderr otherwise."""
+def main(tasks: Mapping[str, HubTask], argv: Sequence[str] | None = None) -> int:
+    """CLI entry for the tasks on the hub among `tasks`: 0 on success, 2 with a one-line
+    `error: ...` on stderr otherwise."""
     p = argparse.ArgumentParser(
         prog="python -m minidisc.data.download",
         description="Download a GLUE/CoNLL-2003 task (needs the optional 'datasets' package) "
         "and write it in its original file format to <data_dir>/<task>/.",
     )
-    p.add_argument("task", choices=DOWNLOADABLE)
+    p.add_argument("task", choices=[name for name, t in tasks.items() if t.hub is not None])
     p.add_argument("--data_dir", default="datasets", help="folder holding <task>/ folders")
     p.add_argument("--overwrite", action="store_true", help="replace an existing task folder")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return exit_code(lambda: download(args.task, args.data_dir, args.overwrite))
+    return exit_code(lambda: download(tasks[args.task], args.data_dir, args.overwrite))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the command line, not the module: the task table imports this leaf, not the reverse
+    from minidisc.data.tasks import TASKS
+
+    sys.exit(main(TASKS))

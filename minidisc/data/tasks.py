@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from minidisc import metrics
+from minidisc.data.download import Hub, download
 from minidisc.data.examples import PairExample, TagExample
 from minidisc.data.readers import (
     GlueLayout,
@@ -29,6 +30,12 @@ CUSTOM = "custom"  # --task_name of a user's own files
 # The flags of a custom task and the Namespace attributes they set, by split.
 FILE_FLAGS = {"train": "train_file", "dev": "validation_file", "test": "test_file"}
 CUSTOM_FLAGS = (*FILE_FLAGS.values(), "text_columns", "label_column", "task_type")
+GLUE_HUB = "nyu-mll/glue"
+# Copies of CoNLL-2003 to try in turn. The hub's automatic parquet conversion serves datasets
+# that are published as a loading script, which `datasets` >= 4 no longer runs.
+CONLL_HUB = Hub((("eriktks/conll2003", None, None),
+                 ("eriktks/conll2003", None, "refs/convert/parquet"), ("conll2003", None, None)),
+                labels=CONLL_TAGS)  # the hub's NER tag ids index this order
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class Task:
     submission: dict[str, str] = field(default_factory=dict)  # test split -> GLUE file name
     files: UserFiles | None = None  # a custom task's files (else <data_dir>/<name>/<split>)
     score_range: tuple[float, float] | None = None  # predictions are clipped to it (STS-B)
+    hub: Hub | None = None  # where `python -m minidisc.data.download` fetches it from
 
     @property
     def is_ner(self) -> bool:
@@ -83,7 +91,10 @@ class Task:
             raise MiniDiscError(
                 f"{folder}: task folder not found (put the {self.name} files there; see README)"
             )
-        path = self.path(data_dir, split)
+        return self.read_file(self.path(data_dir, split), split)
+
+    def read_file(self, path: Path, split: str) -> list[PairExample] | list[TagExample]:
+        """Read one of the task's files (in its original format) as split `split`."""
         if self.is_ner:
             return read_conll(path, self.labels)
         layout = self.test_layout if split.startswith("test") else self.train_layout
@@ -114,11 +125,15 @@ def _metric_names(metric: Callable[..., dict[str, float]], kind: str) -> tuple[s
 
 
 def _glue(name: str, labels: tuple[str, ...], metric, selection: str, train: GlueLayout,
-          test: GlueLayout, submission: str, **kw) -> Task:
+          test: GlueLayout, submission: str, hub_labels: tuple[str, ...] = (),
+          hub_splits: dict[str, str] | None = None, on_hub: bool = True, **kw) -> Task:
+    """A GLUE task; `hub_labels`, `hub_splits`: Hub.labels, Hub.splits of its hub copy."""
     kind = "classification" if labels else "regression"
+    hub = Hub(((GLUE_HUB, name, None),), **({"splits": hub_splits} if hub_splits else {}),
+              labels=hub_labels) if on_hub else None
     return Task(name=name, labels=labels, metric=metric, metric_names=_metric_names(metric, kind),
                 selection_metric=selection, kind=kind, train_layout=train, test_layout=test,
-                submission=kw.pop("submission_map", {"test": submission}), **kw)
+                submission=kw.pop("submission_map", {"test": submission}), hub=hub, **kw)
 
 
 BINARY = ("0", "1")
@@ -147,21 +162,28 @@ TASKS: dict[str, Task] = {
         _glue("mnli", ("contradiction", "entailment", "neutral"), metrics.acc, "acc",
               GlueLayout(text_a=8, text_b=9, label=-1, guid=0),
               GlueLayout(text_a=8, text_b=9, label=None, guid=0), "",
+              hub_labels=("entailment", "neutral", "contradiction"),
+              hub_splits={"train": "train", "validation_matched": "dev_matched",
+                          "validation_mismatched": "dev_mismatched",
+                          "test_matched": "test_matched", "test_mismatched": "test_mismatched"},
               dev_splits=("dev_matched", "dev_mismatched"),
               test_splits=("test_matched", "test_mismatched"),
               submission_map={"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv"}),
         _glue("qnli", NLI2, metrics.acc, "acc",
-              GlueLayout(text_a=1, text_b=2, label=3, guid=0), _pair_test, "QNLI.tsv"),
+              GlueLayout(text_a=1, text_b=2, label=3, guid=0), _pair_test, "QNLI.tsv",
+              hub_labels=NLI2),
         _glue("rte", NLI2, metrics.acc, "acc",
-              GlueLayout(text_a=1, text_b=2, label=3, guid=0), _pair_test, "RTE.tsv"),
+              GlueLayout(text_a=1, text_b=2, label=3, guid=0), _pair_test, "RTE.tsv",
+              hub_labels=NLI2),
         _glue("wnli", BINARY, metrics.acc, "acc",
               GlueLayout(text_a=1, text_b=2, label=3, guid=0), _pair_test, "WNLI.tsv"),
         # The offline demo task (datasets/make_demo.py writes it in SST-2's format).
         _glue("demo", BINARY, metrics.acc, "acc",
-              GlueLayout(text_a=0, text_b=None, label=1, guid=None), _single_test, "DEMO.tsv"),
+              GlueLayout(text_a=0, text_b=None, label=1, guid=None), _single_test, "DEMO.tsv",
+              on_hub=False),
         Task(name="conll", labels=CONLL_TAGS, metric=metrics.ner_f1,
              metric_names=_metric_names(metrics.ner_f1, "tagging"), selection_metric="f1",
-             kind="tagging"),
+             kind="tagging", hub=CONLL_HUB),
     )
 }
 
@@ -226,13 +248,11 @@ def _with_training_labels(task: Task) -> Task:
 def _fetch(name: str, data_dir: Path) -> None:
     """--task_name glue/<name>: write <data_dir>/<name>/ from the hub once; later runs (and
     --task_name <name>) read that copy offline."""
-    from minidisc.data.download import download
-
     if (data_dir / name).is_dir():
         logger.info("glue/%s: reading %s (fetched before; remove it to fetch again)", name,
                     data_dir / name)
         return
     try:
-        download(name, data_dir)
+        download(TASKS[name], data_dir)
     except MiniDiscError as e:
         raise MiniDiscError(f"--task_name glue/{name}: {e}") from None
