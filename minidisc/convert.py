@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +47,7 @@ from minidisc.compression.sparsity_map import SparsityMap, sparsity_key, truncat
 from minidisc.data.pipeline import load_tokenizer
 from minidisc.data.tasks import TASKS, Task
 from minidisc.errors import MiniDiscError, exit_code
+from minidisc.files import atomic_write
 from minidisc.models.sparse_bert import (
     SparseBertForSequenceClassification,
     SparseBertForTokenClassification,
@@ -308,16 +307,13 @@ def convert(ref: str | Path, out: str | Path, task_name: str | None = None) -> P
     task = TASKS[task_name] if task_name else None
     model = build_model(ref, task)
     tokenizer = load_tokenizer(ref)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out)
+        with atomic_write(out) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     except OSError as e:
         raise MiniDiscError(f"{out}: cannot write ({e.strerror or e})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     cfg = model.config
     what = ("densified" if getattr(cfg, "layer_heads", None)
             else "sparsified" if getattr(cfg, "sparsity_map", None) else "finetuned")

@@ -11,7 +11,6 @@ teacher, student, ...) so machine noise hits both alike, reported as median and 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
@@ -24,6 +23,7 @@ import torch
 from minidisc.data import pipeline
 from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError, exit_code
+from minidisc.files import write_json
 from minidisc.main import configure_logging, execute
 from minidisc.models import load_model
 from minidisc.models.families import peek_family
@@ -139,7 +139,7 @@ def run_demo(argv: Sequence[str] | None = None) -> dict:
         "cpu_latency_ms": latency, "latency_repeats": a.latency_repeats, "speedup": speedup,
         "metric": metric,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     tas = ", ".join(f"{s:g}%" for s in summary["teacher_assistants"]) or "none"
     layers = md["teacher"]["num_layers"]
     teacher_name = f"teacher ({'MiniLM, ' if a.teacher_model_path is None else ''}{layers}L)"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -34,9 +33,10 @@ from torch import nn
 from transformers import AutoConfig
 
 from minidisc.errors import MiniDiscError, exit_code
+from minidisc.files import atomic_write
 from minidisc.main import configure_logging
 from minidisc.models import check_checkpoint
-from minidisc.models.families import accepted, family_of_config
+from minidisc.models.families import accepted, family_of_config, head_kind
 from minidisc.training.outputs import resolve_checkpoint
 
 logger = logging.getLogger("minidisc.export")
@@ -46,7 +46,6 @@ TOLERANCE = 1e-4  # max |logit difference| onnxruntime vs PyTorch accepted by th
 # 14 brought scaled_dot_product_attention; 20 is the TorchScript exporter's newest in torch 2.13
 OPSETS = range(14, 21)
 # Plain BertFor.../RobertaFor... checkpoints load into the Sparse classes: the names match.
-HEADS = {"SequenceClassification": "cls", "TokenClassification": "ner"}
 
 
 def _require(module: str) -> Any:
@@ -69,7 +68,7 @@ def load_student(path: str | Path) -> nn.Module:
         raise MiniDiscError(f"student {p}: a {config.model_type!r} model, expected a "
                             f"{accepted()}")
     archs = config.architectures or []
-    kind = next((k for a in archs for suffix, k in HEADS.items() if a.endswith(suffix)), None)
+    kind = head_kind(archs)
     if kind is None:
         raise MiniDiscError(f"student {p}: a {archs[0] if archs else 'headless'} checkpoint has "
                             "no classification head; export a finetuned or distilled model")
@@ -188,13 +187,12 @@ def export(student: str | Path, out: str | Path, max_length: int = 128, opset: i
     heads, neurons = model.base_model.physical_widths()
     logger.info("exporting %s: heads per layer %s, FFN neurons per layer %s",
                 type(model).__name__, heads, neurons)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.touch()
-    except OSError as e:
-        raise MiniDiscError(f"--onnx {out}: cannot write ({e.strerror})") from None
-    try:
+    with atomic_write(out) as tmp:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp.touch()
+        except OSError as e:
+            raise MiniDiscError(f"--onnx {out}: cannot write ({e.strerror})") from None
         export_onnx(model, tmp, length, opset)
         onnx.checker.check_model(str(tmp))
         diff = max_abs_diff(model, tmp, length) if verify else None
@@ -203,9 +201,6 @@ def export(student: str | Path, out: str | Path, max_length: int = 128, opset: i
                 raise MiniDiscError(f"onnxruntime logits differ from PyTorch by {diff:.2e} "
                                     f"(> {TOLERANCE:g}); {out} not written")
             logger.info("onnxruntime matches PyTorch: max |logit diff| %.2e", diff)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("wrote %s (%.1f MB)", out, out.stat().st_size / 2**20)
     return diff
 

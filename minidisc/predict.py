@@ -23,7 +23,6 @@ import csv
 import io
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,16 +31,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from minidisc.cli import _Parser
 from minidisc.data import pipeline, readers
 from minidisc.data.examples import PairExample, TagExample
 from minidisc.data.tasks import CUSTOM, TASKS, Task, custom_task
 from minidisc.errors import MiniDiscError, exit_code
+from minidisc.files import write_text
 from minidisc.main import configure_logging
 from minidisc.models import check_checkpoint, checkpoint_family, load_model, read_config
-from minidisc.training.evaluate import as_labels, model_inputs
+from minidisc.models.families import head_kind
+from minidisc.training import evaluate as evaluation
+from minidisc.training.evaluate import as_labels
 from minidisc.training.outputs import resolve_checkpoint
 from minidisc.training.runtime import Runtime, setup
 
@@ -80,8 +81,7 @@ def _custom_task(config: dict[str, Any]) -> Task:
     """A user's task as its checkpoint records it: the head gives the kind, id2label the
     labels (no training file is needed to predict)."""
     id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
-    heads = " ".join(config.get("architectures") or [])
-    if "TokenClassification" in heads:
+    if head_kind(config.get("architectures")) == "ner":
         kind = "tagging"
     elif len(id2label) <= 1:
         kind = "regression"
@@ -219,22 +219,8 @@ def read_input(task: Task, path: Path, text_columns: Sequence[str]) -> InputFile
 def predict_examples(model: nn.Module, split: pipeline.Split, task: Task, tok: Any,
                      batch_size: int, rt: Runtime) -> list[Fields]:
     """Per example, in input order: batches are sorted by length so little goes to padding."""
-    model.eval()
     loader = pipeline.eval_loader(split, task, tok, batch_size)
-    raw: list[Any] = []
-    for batch in tqdm(loader, desc="predict", unit="batch", dynamic_ncols=True):
-        with rt.autocast():
-            logits = model(**model_inputs(batch, rt)).logits.float().cpu()
-        if task.is_ner:  # the first sub-token of each word carries its tag
-            raw += [row[lab != -100].tolist() for row, lab in
-                    zip(logits.argmax(-1), batch["labels"])]
-        elif task.is_regression:
-            raw += logits.view(-1).tolist()
-        else:
-            raw += logits.softmax(-1).tolist()
-    ordered: list[Any] = [None] * len(raw)
-    for k, i in enumerate(loader.order):
-        ordered[i] = raw[k]
+    ordered = evaluation.predict(model, loader, task, rt, probabilities=True, progress="predict")
     if task.is_ner:
         return [{"tags": tags} for tags in as_labels(task, split, ordered)]
     if task.is_regression:
@@ -261,7 +247,7 @@ def predict(model_path: str | Path, input_path: str | Path, task_name: str | Non
     task = task_for(task_name, config)
     head = "TokenClassification" if task.is_ner else "SequenceClassification"
     archs = config.get("architectures") or []
-    if not any(a.endswith(head) for a in archs):
+    if head_kind(archs) != ("ner" if task.is_ner else "cls"):
         raise MiniDiscError(f"{FLAG} {ckpt}: a {archs[0] if archs else 'headless'} checkpoint, "
                             f"{task.name} needs a finetuned *For{head} model")
     src = Path(input_path)
@@ -280,14 +266,10 @@ def predict(model_path: str | Path, input_path: str | Path, task_name: str | Non
     logger.info("predicting %d %s with %s on %s", len(split.examples),
                 "sentences" if task.is_ner else "rows", ckpt, rt.device)
     text = data.write(predict_examples(model.to(rt.device), split, task, tok, batch_size, rt))
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
+        write_text(out, text)
     except OSError as e:
         raise MiniDiscError(f"--output {out}: cannot write ({e.strerror})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("wrote %s", out)
     return out
 

@@ -28,6 +28,7 @@ from minidisc.models.families import (
     Family,
     accepted,
     family_of_config,
+    head_kind,
     parse_model_type,
 )
 
@@ -159,10 +160,7 @@ def load_model(model_type: str, path: str | Path, task: Task, flag: str) -> nn.M
                             f"({_first_line(e)})") from None
     # the model type's family picks the classes, its prefix only the objective (losses.py)
     cls = family.task_classes[parse_model_type(model_type)[2]]
-    finetuned = bool(config.architectures) and any(
-        a.endswith(("SequenceClassification", "TokenClassification"))
-        for a in config.architectures)
-    if finetuned and config.num_labels != task.num_labels:
+    if head_kind(config.architectures) is not None and config.num_labels != task.num_labels:
         raise MiniDiscError(
             f"{flag} {p}: has {config.num_labels} labels, task {task.name} needs "
             f"{task.num_labels}"

@@ -44,6 +44,15 @@ from minidisc.models.sparse_t5 import (
 )
 
 KINDS = ("cls", "ner")  # sequence classification/regression, token classification
+_HEADS = {"SequenceClassification": "cls", "TokenClassification": "ner"}
+
+
+def head_kind(architectures: Sequence[str] | None) -> str | None:
+    """The task head a checkpoint has, from its config.json `architectures`: "cls" or "ner"
+    (KINDS); None for a model without one (pretrained, or a base model)."""
+    return next((kind for a in architectures or () for suffix, kind in _HEADS.items()
+                 if a.endswith(suffix)), None)
+
 
 
 class NarrowableBase(Protocol):

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from minidisc.data.pipeline import EvalBatches, Split
 from minidisc.data.tasks import Task
@@ -20,12 +21,17 @@ def model_inputs(batch: dict[str, torch.Tensor], rt: Runtime) -> dict[str, torch
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime) -> list[Any]:
-    """Per example, in file order: a label id, a float (regression) or a list of tag ids."""
+def predict(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime,
+            probabilities: bool = False, progress: str | None = None) -> list[Any]:
+    """Per example, in file order: a label id (`probabilities`: the list of class
+    probabilities instead), a float (regression) or a list of tag ids (the first sub-token of
+    each word carries its tag). `progress`: a progress bar with this title."""
     was_training = model.training
     model.eval()
     out: list[Any] = []
-    for batch in loader:
+    batches = loader if progress is None else tqdm(loader, desc=progress, unit="batch",
+                                                   dynamic_ncols=True)
+    for batch in batches:
         with rt.autocast():
             logits = model(**model_inputs(batch, rt)).logits.float().cpu()
         labels = batch["labels"].cpu() if "labels" in batch else None
@@ -35,6 +41,8 @@ def predict(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime) -> l
                 out.append(row[lab != -100].tolist())
         elif task.is_regression:
             out.extend(logits.view(-1).tolist())
+        elif probabilities:
+            out.extend(logits.softmax(-1).tolist())
         else:
             out.extend(logits.argmax(-1).tolist())
     model.train(was_training)
