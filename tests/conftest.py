@@ -69,6 +69,29 @@ def write_sst2_task(data_dir: Path, name: str = "sst2", n_train: int = 96,
     return data_dir
 
 
+MNLI_LABELS = ["contradiction", "entailment", "neutral"]
+MNLI_HEADER = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse"
+               "\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label")
+
+
+def mnli_rows(n: int, seed: int) -> list[tuple[str, str, str]]:
+    rng = random.Random(seed)
+    words = FILLER + POSITIVE + NEGATIVE
+    return [(" ".join(rng.sample(words, 4)), " ".join(rng.sample(words, 3)),
+             rng.choice(MNLI_LABELS)) for _ in range(n)]
+
+
+def write_mnli_task(data_dir: Path, n: int = 24) -> Path:
+    """A tiny MNLI-format task: real label names (not learnable, not meant to be)."""
+    folder = data_dir / "mnli"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, seed in (("train", 1), ("dev_matched", 2), ("dev_mismatched", 3)):
+        lines = [MNLI_HEADER] + [f"{i}\t0\t0\tfiction\t-\t-\t-\t-\t{a}\t{b}\t{y}\t{y}"
+                                 for i, (a, b, y) in enumerate(mnli_rows(n, seed))]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return data_dir
+
+
 def write_conll_task(data_dir: Path) -> Path:
     folder = data_dir / "conll"
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_FLAGS, FILLER, NEGATIVE, POSITIVE, write_conll_task
+from conftest import FAST_FLAGS, MNLI_LABELS, write_conll_task, write_mnli_task
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from minidisc.data.tasks import CONLL_TAGS, TASKS
@@ -20,28 +19,7 @@ from minidisc.main import execute
 from minidisc.models import default_model_path, load_model
 from minidisc.models.sparse_bert import MiniDiscBertConfig, SparseBertForSequenceClassification
 
-MNLI_LABELS = ["contradiction", "entailment", "neutral"]
-MNLI_HEADER = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse"
-               "\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label")
 TEXTS = [("the movie was good", "the film is nice"), ("a plot", "the cast was very dull")]
-
-
-def mnli_rows(n: int, seed: int) -> list[tuple[str, str, str]]:
-    rng = random.Random(seed)
-    words = FILLER + POSITIVE + NEGATIVE
-    return [(" ".join(rng.sample(words, 4)), " ".join(rng.sample(words, 3)),
-             rng.choice(MNLI_LABELS)) for _ in range(n)]
-
-
-def write_mnli_task(data_dir: Path, n: int = 24) -> Path:
-    """A tiny MNLI-format task: real label names (not learnable, not meant to be)."""
-    folder = data_dir / "mnli"
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, seed in (("train", 1), ("dev_matched", 2), ("dev_mismatched", 3)):
-        lines = [MNLI_HEADER] + [f"{i}\t0\t0\tfiction\t-\t-\t-\t-\t{a}\t{b}\t{y}\t{y}"
-                                 for i, (a, b, y) in enumerate(mnli_rows(n, seed))]
-        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    return data_dir
 
 
 def compress(tiny_bert: Path, data: Path, out: Path, task: str) -> Path:

@@ -411,7 +411,7 @@ def test_crlf_line_endings_and_a_bom_are_accepted(env, capsys, task):
     saved = json.loads((run / "results.json").read_text())
     assert saved["train"] and saved["final"]["dev"]["acc" if task == "sst2" else "f1"]
     if task == "conll":  # CoNLL test files carry tags
-        assert saved["final"]["test"]["f1"] >= 0
+        assert saved["final"]["test"] == saved["final"]["dev"]  # the fixture's files are equal
     assert len(saved["final"]["predictions"]) == 1
 
 
@@ -449,11 +449,9 @@ def test_one_list_of_modes():
 
 def test_one_results_file_name_and_one_conll_tag_list():
     from minidisc import report
-    from minidisc.data import download
+    from minidisc.data.tasks import TASKS
     from minidisc.training import outputs
 
     assert report.RESULTS is outputs.RESULTS
-    assert not hasattr(download, "HUB_NER_TAGS")
-    sources = [*REPO.joinpath("minidisc").rglob("*.py"), REPO / "datasets" / "make_demo.py"]
-    defining = [p for p in sources if '"I-MISC"' in p.read_text(encoding="utf-8")]
-    assert [p.relative_to(REPO).as_posix() for p in defining] == ["minidisc/data/tasks.py"]
+    conll = TASKS["conll"]
+    assert conll.hub.labels is conll.labels  # the hub's tag ids index the task's own tags

@@ -13,7 +13,6 @@ from minidisc.compression.schedule import choose_sparsity, tradeoff
 from minidisc.compression.sparsity_map import (
     make_prunable,
     random_importance,
-    sparsities,
 )
 from minidisc.main import execute, main
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification
@@ -194,7 +193,19 @@ def prunable(tiny_bert, tmp_path_factory):
     return root, common, out / "sparsebert_cls_sparsify_sst2"
 
 
-def test_minidisc_two_iterations(prunable):
+def _top_tradeoff(iteration: dict, lam: float) -> float:
+    """The paper's rule on an iteration's record, written out: the candidate with the highest
+    best metric + λ·s/100 (ties: the sparser), after checking the recorded tradeoffs."""
+    best = {float(k): v for k, v in iteration["best_metric"].items()}
+    trade = {float(k): v for k, v in iteration["tradeoff"].items()}
+    assert trade == {s: pytest.approx(m + lam * s / 100) for s, m in best.items()}
+    return max(s for s, t in trade.items() if t == max(trade.values()))
+
+
+def test_minidisc_keeps_the_target_when_the_candidates_score_alike(prunable):
+    """The fixture task is learnt (near) perfectly at every candidate sparsity, so λ's bonus
+    for sparsity decides: the tradeoff keeps the target, no TA, and without --search_epochs
+    no second iteration follows. A run that keeps a TA: tests/test_pinned_loss.py."""
     root, common, teacher = prunable
     res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
                "--num_train_epochs", "2", "--log_interval", "4", "--lam", "0.2")
@@ -202,21 +213,12 @@ def test_minidisc_two_iterations(prunable):
     saved = json.loads((run / "results.json").read_text())
     its = saved["iterations"]
     assert its[0]["candidates"] == ["50", "60", "70", "80", "85", "90"]
-    ta = its[0]["chosen"]
-    assert 50 <= ta <= 90 and saved["teacher_assistants"] == ([ta] if ta != 90 else [])
-    best = {float(k): v for k, v in its[0]["best_metric"].items()}
-    assert ta == choose_sparsity(best, 0, 90, 0.2, is_final=False)
-    paths = [run / it["path"] for it in its]
-    models = [SparseBertForSequenceClassification.from_pretrained(p) for p in paths]
+    assert its[0]["chosen"] == _top_tradeoff(its[0], 0.2) == 90
+    assert saved["teacher_assistants"] == [] and len(its) == 1
+    student = SparseBertForSequenceClassification.from_pretrained(run / its[0]["path"])
     teacher_params = saved["teacher"]["params"]["encoder"]
-    assert models[0].config.sparsity == ta
-    assert sum(p.numel() for p in models[0].bert.encoder.parameters()) < teacher_params
-    assert models[-1].config.sparsity == 90
-    assert saved["final"]["sparsity"] == 90 and saved["final"]["path"] == its[-1]["path"]
-    if ta != 90:
-        assert len(its) == 2 and its[1]["teacher_sparsity"] == ta
-        assert its[1]["candidates"][0] == f"{ta:g}"
-        assert min(sparsities(models[-1].config.sparsity_map)) == 90
+    assert student.config.sparsity == 90
+    assert saved["final"]["sparsity"] == 90 and saved["final"]["path"] == its[0]["path"]
     assert res["final"]["params"]["encoder"] < teacher_params * 0.2
 
 
@@ -454,8 +456,7 @@ def test_candidates_scored_every_nth_evaluation_on_equal_footing(prunable):
         assert list(h["dev"]) == expect
     for key in it["candidates"]:
         assert it["best_metric"][key] == max(h["dev"][key] for h in full)
-    best = {float(k): v for k, v in it["best_metric"].items()}
-    assert it["chosen"] == choose_sparsity(best, 0, 90, 0.2, is_final=False)
+    assert it["chosen"] == _top_tradeoff(it, 0.2)
 
 
 def test_search_epochs_shortens_the_search_and_the_final_iteration_still_runs(prunable):

@@ -103,9 +103,10 @@ def test_finetune_sparsify_distill_minidisc(tiny_t5, sst2_dir, tmp_path):
     ft = run_mode("finetune", sst2_dir, out, tiny_t5, "--model_type", "ftenct5_cls",
               "--num_train_epochs", "2")
     run = out / "ftenct5_cls_finetune_sst2"
-    assert (run / "model" / "config.json").is_file() and ft["final"]["dev"]["acc"] > 0
+    assert (run / "model" / "config.json").is_file()
     sp = run_mode("sparsify", sst2_dir, out, run, "--model_type", "sparseenct5_cls",
               "--data_type", "enct5_cls")
+    assert sp["dev_before_reorder"] == pytest.approx(ft["final"]["dev"])  # the saved best
     assert sp["dev_before_reorder"] == pytest.approx(sp["dev_after_reorder"], abs=1e-6)
     teacher = out / "sparseenct5_cls_sparsify_sst2"
     cfg = json.loads((teacher / "model" / "config.json").read_text())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import FAST_FLAGS
+from conftest import FAST_FLAGS, write_sst2_task
 
 from minidisc.main import execute, main
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification
@@ -21,8 +21,6 @@ def _finetune(tiny_bert, data_dir, out, *extra):
 
 @pytest.fixture(scope="module")
 def finetuned(tiny_bert, tmp_path_factory):
-    from conftest import write_sst2_task
-
     root = tmp_path_factory.mktemp("ft")
     data = write_sst2_task(root / "data")
     res = _finetune(tiny_bert, data, root / "out", "--do_train", "--do_infer")
@@ -44,15 +42,22 @@ def test_finetune_learns_fixture_and_writes_outputs(finetuned):
     assert not [p for p in (root / "out").iterdir() if "staging" in p.name]
 
 
-def test_sparsify_reorders_exactly_and_stores_map(finetuned):
+@pytest.fixture(scope="module")
+def sparsified(finetuned):
+    """The finetuned fixture model sparsified: (results, run folder)."""
     root, data, _ = finetuned
     run = root / "out" / "sparsebert_cls_finetune_sst2"
     res = execute(["--mode", "sparsify", "--task_name", "sst2", "--data_dir", str(data),
                    "--output_dir", str(root / "out"), "--teacher_model_path", str(run),
                    "--use_cpu"])
+    return res, root / "out" / "sparsebert_cls_sparsify_sst2"
+
+
+def test_sparsify_reorders_exactly_and_stores_map(finetuned, sparsified):
+    res, run = sparsified
+    assert res["dev_before_reorder"] == pytest.approx(finetuned[2]["final"]["dev"])
     assert res["dev_before_reorder"] == pytest.approx(res["dev_after_reorder"], abs=1e-9)
-    model = SparseBertForSequenceClassification.from_pretrained(
-        root / "out" / "sparsebert_cls_sparsify_sst2" / "model")
+    model = SparseBertForSequenceClassification.from_pretrained(run / "model")
     assert model.config.sparsity == 0 and "90" in model.config.sparsity_map
     params = res["params_by_sparsity"]
     assert params["90"]["encoder"] < params["50"]["encoder"] < params["0"]["encoder"]
@@ -119,11 +124,9 @@ def test_bad_input_exits_2(case, message, tiny_bert, sst2_dir, tmp_path, capsys)
     _fails(capsys, args, message, out)
 
 
-def test_sparsity_not_in_map_exits_2(finetuned, tmp_path, capsys):
-    root, data, _ = finetuned
-    teacher = root / "out" / "sparsebert_cls_sparsify_sst2"
-    if not teacher.exists():
-        pytest.skip("needs the sparsified fixture model")
+def test_sparsity_not_in_map_exits_2(finetuned, sparsified, tmp_path, capsys):
+    _, data, _ = finetuned
+    _, teacher = sparsified
     out = tmp_path / "out"
     _fails(capsys, ["--mode", "distill", "--task_name", "sst2", "--data_dir", str(data),
                     "--output_dir", str(out), "--teacher_model_path", str(teacher),

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_FLAGS, write_conll_task
-from test_auto_load import MNLI_HEADER, MNLI_LABELS, mnli_rows, write_mnli_task
+from conftest import (
+    FAST_FLAGS,
+    MNLI_HEADER,
+    MNLI_LABELS,
+    mnli_rows,
+    write_conll_task,
+    write_mnli_task,
+)
 
 from minidisc.data.pipeline import load_tokenizer
 from minidisc.data.tasks import CONLL_TAGS, TASKS

@@ -128,6 +128,7 @@ class FitState:
     best: float = -math.inf
     best_step: int = 0
     stopped_early: bool = False
+    # one entry per evaluation: step, that step's training loss, score and metrics
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_time_s: float = 0.0
     eval_time_s: float = 0.0
@@ -248,7 +249,7 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                 st.batches_done = i + 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                running = 0.0
+                step_loss, running = running, 0.0
                 if st.step % cfg.log_interval == 0 or st.step == total:
                     tick = time.perf_counter()
                     ev = evaluate(st.step)
@@ -256,7 +257,8 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                     if not math.isfinite(ev.score):
                         raise NumericalError(f"{desc}: non-finite dev score ({ev.score}) at step "
                                              f"{st.step}")
-                    st.history.append({"step": st.step, "score": ev.score, **ev.metrics})
+                    st.history.append({"step": st.step, "loss": step_loss, "score": ev.score,
+                                       **ev.metrics})
                     if ev.score > st.best:
                         st.best, st.best_step = ev.score, st.step
                         if ev.save is not None:
