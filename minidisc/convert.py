@@ -25,7 +25,6 @@ sublayers are exact: their unused bias is zeroed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -43,6 +42,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.compression.sparsity_map import SparsityMap, sparsity_key, truncate_map
 from minidisc.data.pipeline import load_tokenizer
 from minidisc.data.tasks import TASKS, Task
@@ -80,13 +80,6 @@ _KEEP = re.compile(
 _DROP = re.compile(r"bert\.embeddings\.position_ids|bert\.pooler\.dense\.(weight|bias)")
 _LAYER = re.compile(r"bert\.encoder\.layer\.(\d+)\.")
 _REFERENCE_ONLY = ("sparsity", "sparsity_map", "architectures", "num_relation_heads")
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors become one `error:` line and exit code 2, like every other input error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise MiniDiscError(message)
 
 
 def _read_weights(ref: Path) -> dict[str, torch.Tensor]:
@@ -326,10 +319,8 @@ def convert(ref: str | Path, out: str | Path, task_name: str | None = None) -> P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from minidisc.main import configure_logging
-
     configure_logging()
-    parser = _Parser(prog="python -m minidisc.convert",
+    parser = ArgumentParser(prog="python -m minidisc.convert",
                      description="Convert a checkpoint written by the original MiniDisc code "
                      "(finetuned, sparsified or densified; classification or NER) into this "
                      "project's format.")

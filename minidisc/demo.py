@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
+from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.data import pipeline
 from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import write_json
-from minidisc.main import configure_logging, execute
+from minidisc.main import execute
 from minidisc.models import load_model
 from minidisc.models.families import peek_family
 from minidisc.report import dev_splits
@@ -61,8 +62,8 @@ def cpu_latency_ms(models: dict[str, torch.nn.Module], batch: dict[str, torch.Te
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m minidisc.demo", description=__doc__,
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m minidisc.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = " (default: %(default)s)"
     p.add_argument("--data_dir", default="datasets",

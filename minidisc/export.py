@@ -18,7 +18,6 @@ when torch is unpinned.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import sys
@@ -32,9 +31,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 
+from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import atomic_write
-from minidisc.main import configure_logging
 from minidisc.models import check_checkpoint
 from minidisc.models.families import accepted, family_of_config, head_kind
 from minidisc.training.outputs import resolve_checkpoint
@@ -206,8 +205,7 @@ def export(student: str | Path, out: str | Path, max_length: int = 128, opset: i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m minidisc.export",
-                                 description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python -m minidisc.export", description=__doc__.splitlines()[0])
     ap.add_argument("student", help="checkpoint folder or run folder (its final checkpoint)")
     ap.add_argument("--onnx", required=True, type=Path, help="the .onnx file to write")
     ap.add_argument("--max_length", type=int, default=128,
@@ -217,10 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="ONNX opset, 14 to 20 (17: native LayerNorm)")
     ap.add_argument("--no_verify", action="store_true",
                     help="skip the onnxruntime vs PyTorch logits check")
-    args = ap.parse_args(argv)
     configure_logging()
-    return exit_code(lambda: export(args.student, args.onnx, args.max_length, args.opset,
-                                    not args.no_verify))
+
+    def run() -> None:
+        args = ap.parse_args(argv)
+        export(args.student, args.onnx, args.max_length, args.opset, not args.no_verify)
+
+    return exit_code(run)
 
 
 if __name__ == "__main__":

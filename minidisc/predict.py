@@ -32,13 +32,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from minidisc.cli import _Parser
+from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.data import pipeline, readers
 from minidisc.data.examples import PairExample, TagExample
 from minidisc.data.tasks import CUSTOM, TASKS, Task, custom_task
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import write_text
-from minidisc.main import configure_logging
 from minidisc.models import check_checkpoint, checkpoint_family, load_model, read_config
 from minidisc.models.families import head_kind
 from minidisc.training import evaluate as evaluation
@@ -275,7 +274,7 @@ def predict(model_path: str | Path, input_path: str | Path, task_name: str | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = _Parser(prog="python -m minidisc.predict", description=__doc__.splitlines()[0])
+    ap = ArgumentParser(prog="python -m minidisc.predict", description=__doc__.splitlines()[0])
     ap.add_argument("model", metavar="MODEL", help="checkpoint folder or run folder")
     ap.add_argument("--input", required=True, type=Path, help="the file to predict")
     ap.add_argument("--task_name", help="default: the task the checkpoint was trained on")

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from minidisc.training.evaluate import model_inputs
-from minidisc.training.runtime import Runtime
+from minidisc.training.runtime import Runtime, model_inputs
 
 
 def importance(model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], rt: Runtime,

@@ -13,11 +13,7 @@ from tqdm.auto import tqdm
 
 from minidisc.data.pipeline import EvalBatches, Split
 from minidisc.data.tasks import Task
-from minidisc.training.runtime import Runtime
-
-
-def model_inputs(batch: dict[str, torch.Tensor], rt: Runtime) -> dict[str, torch.Tensor]:
-    return {k: v.to(rt.device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+from minidisc.training.runtime import Runtime, model_inputs
 
 
 @torch.inference_mode()

@@ -106,6 +106,11 @@ class Runtime:
             dist.barrier()
 
 
+def model_inputs(batch: dict[str, torch.Tensor], rt: Runtime) -> dict[str, torch.Tensor]:
+    """A batch's model inputs (everything but the labels) on the run's device."""
+    return {k: v.to(rt.device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+
+
 @dataclass
 class Replica:
     """One trained model under this run's engine: `module` is the model itself (narrow it,
