@@ -2,10 +2,12 @@
 
     python -m minidisc.demo [--output_dir outputs/demo] [--target_sparsity 90] [--epochs 2]
 
-Runs the shipped MiniLM on the generated demo task (datasets/demo) through the same code
-path as run.py, and ends with the teacher and student metrics, the teacher assistant chosen,
-parameters kept, and CPU latency of teacher vs student: timed interleaved (teacher, student,
-teacher, student, ...) so machine noise hits both alike, reported as median and spread.
+Runs the shipped MiniLM on the generated demo task through the same code path as run.py
+(the task is generated into OUTPUT_DIR/data unless --data_dir holds it, so an installed
+`minidisc-demo` runs from any folder), and ends with the teacher and student metrics, the
+teacher assistant chosen, parameters kept, and CPU latency of teacher vs student: timed
+interleaved (teacher, student, teacher, student, ...) so machine noise hits both alike,
+reported as median and spread.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 
 from minidisc.commands import ArgumentParser, configure_logging
-from minidisc.data import pipeline
+from minidisc.data import demo_task, pipeline
 from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import write_json
@@ -66,8 +68,9 @@ def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m minidisc.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     d = " (default: %(default)s)"
-    p.add_argument("--data_dir", default="datasets",
-                   help="folder holding the task folder (datasets/demo ships with the repo)" + d)
+    p.add_argument("--data_dir", default=None,
+                   help="folder holding the task folder (default: for the demo task, "
+                   "OUTPUT_DIR/data, where it is generated when missing; else datasets)")
     p.add_argument("--task_name", default="demo",
                    help="task to run the pipeline on; any task of run.py" + d)
     p.add_argument("--output_dir", default="outputs/demo",
@@ -97,6 +100,10 @@ def run_demo(argv: Sequence[str] | None = None) -> dict:
     if a.latency_repeats < 1:
         raise MiniDiscError(f"--latency_repeats {a.latency_repeats}: must be at least 1")
     out = Path(a.output_dir)
+    if a.data_dir is None:
+        a.data_dir = str(out / "data") if a.task_name == "demo" else "datasets"
+    if a.task_name == "demo" and not (Path(a.data_dir) / "demo").is_dir():
+        logger.info("generating the demo task in %s", demo_task.ensure(Path(a.data_dir)))
     common = ["--task_name", a.task_name, "--data_dir", a.data_dir, "--output_dir", str(out),
               "--max_length", "64", "--per_device_train_batch_size", "32",
               "--per_device_eval_batch_size", "64", "--learning_rate", "5e-5",

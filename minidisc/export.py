@@ -1,6 +1,7 @@
 """Export a finetuned or distilled student to ONNX, to serve it without PyTorch.
 
     python -m minidisc.export STUDENT --onnx OUT.onnx [--max_length 128] [--opset 17] [--no_verify]
+        [--quantize int8 [--per_channel] [--max_metric_drop 1] [--data_dir D] [--task_name T]]
 
 STUDENT is a checkpoint folder or a run folder (its final checkpoint). The graph takes int64
 input_ids, attention_mask and (families whose tokenizer has them: BERT) token_type_ids with
@@ -8,12 +9,19 @@ dynamic batch and sequence axes and returns logits. A densified student exports 
 per-layer widths, ragged or zero included. The file is verified against PyTorch with onnxruntime
 before it is renamed into place.
 
-We use the TorchScript exporter (`dynamo=False`), not torch 2.13's default dynamo one: both
-give the same logits here, but dynamo needs the extra `onnxscript` package, writes the weights
-to a sidecar `.onnx.data` file by default, and takes seconds where tracing takes under one.
-Tracing fits this model: the per-layer widths are Python ints that it bakes into the graph,
-while batch and sequence sizes stay symbolic. Its deprecation warning is silenced here; revisit
-when torch is unpinned.
+`--quantize int8` writes onnxruntime's dynamic quantization of that graph instead (int8 weights,
+per tensor or `--per_channel`; activations quantized on the fly, so no calibration data). The
+fp32 and int8 graphs are then both scored through onnxruntime on the task's dev set (the task
+the checkpoint was trained on, read from --data_dir); the metrics are printed and recorded
+beside the file in OUT with the suffix `.int8.json`. If int8 loses more than --max_metric_drop
+points of the task's metric, nothing is written and the export exits 2.
+
+We use the TorchScript exporter (`dynamo=False`), deprecated in torch 2.13: its dynamo
+replacement exports BERT and RoBERTa students with the same logits, but fails on EncT5 (the
+translation turns the attention's reshape of a transposed tensor into an invalid view) and
+takes several times longer (docs/deploying.md, "The dynamo exporter"). Tracing fits this model:
+the per-layer widths are Python ints that it bakes into the graph, while batch and sequence
+sizes stay symbolic. Its deprecation warning is silenced here.
 """
 
 from __future__ import annotations
@@ -21,9 +29,12 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -31,12 +42,17 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 
+from minidisc.cli import DEFAULT_DATA_DIR
 from minidisc.commands import ArgumentParser, configure_logging
+from minidisc.data import pipeline
 from minidisc.errors import MiniDiscError, exit_code
-from minidisc.files import atomic_write
-from minidisc.models import check_checkpoint
+from minidisc.files import atomic_write, write_json
+from minidisc.models import check_checkpoint, read_config
 from minidisc.models.families import accepted, family_of_config, head_kind
-from minidisc.training.outputs import resolve_checkpoint
+from minidisc.predict import task_for
+from minidisc.training.evaluate import evaluate
+from minidisc.training.outputs import provenance, resolve_checkpoint
+from minidisc.training.runtime import setup
 
 logger = logging.getLogger("minidisc.export")
 
@@ -45,6 +61,8 @@ TOLERANCE = 1e-4  # max |logit difference| onnxruntime vs PyTorch accepted by th
 # 14 brought scaled_dot_product_attention; 20 is the TorchScript exporter's newest in torch 2.13
 OPSETS = range(14, 21)
 # Plain BertFor.../RobertaFor... checkpoints load into the Sparse classes: the names match.
+QUANTIZE = ("int8",)  # --quantize choices
+MAX_METRIC_DROP = 1.0  # points of the task metric int8 may lose by default
 
 
 def _require(module: str) -> Any:
@@ -167,9 +185,105 @@ def max_abs_diff(model: nn.Module, path: Path, max_length: int) -> float:
     return worst
 
 
+def quantize_int8(src: Path, dst: Path, per_channel: bool = False) -> None:
+    """onnxruntime's dynamic quantization: MatMul/Gemm weights stored as int8 (signed, the
+    format onnxruntime's CPU kernels are fastest with), activations quantized per batch."""
+    _require("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # it logs a line per tensor (and a pre-processing hint) on the root logger
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(src, dst, per_channel=per_channel, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+
+
+class _OrtModel:
+    """An onnxruntime session behind the little of a task model's interface that the
+    evaluation loop calls (eval/train, and forward returning `.logits`), so the graph is
+    scored by the same prediction and metric code as a PyTorch model."""
+
+    training = False
+
+    def __init__(self, path: Path):
+        self.session = ort_session(path)
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def eval(self) -> _OrtModel:
+        return self
+
+    def train(self, mode: bool = True) -> _OrtModel:
+        return self
+
+    def __call__(self, **inputs: torch.Tensor) -> Any:
+        feed = {n: inputs[n].cpu().numpy().astype(np.int64) for n in self.names}
+        logits = self.session.run(["logits"], feed)[0]
+        return SimpleNamespace(logits=torch.from_numpy(logits))
+
+
+@dataclass
+class DevSet:
+    """The task's first dev split, tokenised and batched once for both graphs."""
+
+    task: Any
+    split: pipeline.Split
+    batches: pipeline.EvalBatches
+
+    def score(self, path: Path) -> dict[str, float]:
+        return evaluate(_OrtModel(path), self.split, self.batches, self.task, setup(True, False))
+
+
+def dev_set(ckpt: Path, data_dir: str | Path, task_name: str | None, max_length: int,
+            batch_size: int = 32) -> DevSet:
+    """Read and tokenise the dev split before anything is exported, so missing data fails
+    first."""
+    task = task_for(task_name, read_config(ckpt, "student"))
+    examples = task.read(data_dir, task.dev_splits[0])
+    tok = pipeline.load_tokenizer(ckpt, pre_split=task.is_ner)
+    split = pipeline.encode_split(task, task.dev_splits[0], examples, tok, max_length)
+    if not split.has_labels:
+        raise MiniDiscError(f"--data_dir {data_dir}: {task.name}'s {split.name} split has no "
+                            "labels to score int8 on")
+    return DevSet(task, split, pipeline.eval_loader(split, task, tok, batch_size))
+
+
+def compare(dev: DevSet, fp32: Path, int8: Path, max_drop: float) -> dict[str, Any]:
+    """Both graphs' dev metrics; a one-line error when int8 loses more than `max_drop`
+    points of the task's selection metric."""
+    name = dev.task.selection_metric
+    scores = {"fp32": dev.score(fp32), "int8": dev.score(int8)}
+    a, b = 100 * scores["fp32"][name], 100 * scores["int8"][name]
+    drop = a - b
+    print(f"{dev.task.name} {dev.split.name} {name} ({len(dev.split.examples)} examples): "
+          f"fp32 {a:.2f}, int8 {b:.2f} (drop {drop:+.2f} points, allowed {max_drop:g})")
+    if drop > max_drop:
+        raise MiniDiscError(f"--max_metric_drop {max_drop:g}: int8 {dev.split.name} {name} "
+                            f"{b:.2f} is {drop:.2f} points below fp32 {a:.2f}; nothing written "
+                            "(a larger --max_metric_drop accepts it)")
+    return {"task": dev.task.name, "split": dev.split.name,
+            "examples": len(dev.split.examples), "metric": name, "drop_points": drop,
+            "max_metric_drop": max_drop, **scores}
+
+
+def sidecar(out: Path) -> Path:
+    """Where an int8 export records its metrics: OUT.onnx -> OUT.int8.json."""
+    return out.with_suffix(".int8.json")
+
+
 def export(student: str | Path, out: str | Path, max_length: int = 128, opset: int = 17,
-           verify: bool = True) -> float | None:
-    """Export `student` to `out` (written whole or not at all); the verified max |diff|."""
+           verify: bool = True, quantize: str | None = None, per_channel: bool = False,
+           max_metric_drop: float = MAX_METRIC_DROP, data_dir: str | Path = DEFAULT_DATA_DIR,
+           task_name: str | None = None) -> float | None:
+    """Export `student` to `out` (written whole or not at all); the verified max |diff|.
+    With `quantize="int8"`, `out` is the int8 graph, checked on the dev set (see the module)."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if quantize not in (None, *QUANTIZE):
+        raise MiniDiscError(f"--quantize {quantize}: choose {', '.join(QUANTIZE)}")
+    if not max_metric_drop >= 0:
+        raise MiniDiscError(f"--max_metric_drop {max_metric_drop:g}: must be at least 0")
     if opset not in OPSETS:
         raise MiniDiscError(f"--opset {opset}: the exporter supports {OPSETS[0]} to {OPSETS[-1]}")
     if max_length < 2:
@@ -180,26 +294,49 @@ def export(student: str | Path, out: str | Path, max_length: int = 128, opset: i
     onnx = _require("onnx")
     if verify:
         _require("onnxruntime")
-    model = load_student(student)
+    ckpt = resolve_checkpoint(student)
+    model = load_student(ckpt)
     # T5's relative positions have no table to outgrow
     length = min(max_length, getattr(model.config, "max_position_embeddings", max_length))
+    dev = dev_set(ckpt, data_dir, task_name, length) if quantize else None
     heads, neurons = model.base_model.physical_widths()
     logger.info("exporting %s: heads per layer %s, FFN neurons per layer %s",
                 type(model).__name__, heads, neurons)
+    record = None
     with atomic_write(out) as tmp:
+        # the fp32 graph is the file itself, or (with --quantize) the input to quantization
+        fp32 = tmp.with_name(f"{tmp.name}.fp32") if dev is not None else tmp
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp.touch()
+            fp32.touch()
         except OSError as e:
             raise MiniDiscError(f"--onnx {out}: cannot write ({e.strerror})") from None
-        export_onnx(model, tmp, length, opset)
-        onnx.checker.check_model(str(tmp))
-        diff = max_abs_diff(model, tmp, length) if verify else None
-        if diff is not None:
-            if not diff <= TOLERANCE:
-                raise MiniDiscError(f"onnxruntime logits differ from PyTorch by {diff:.2e} "
-                                    f"(> {TOLERANCE:g}); {out} not written")
-            logger.info("onnxruntime matches PyTorch: max |logit diff| %.2e", diff)
+        try:
+            export_onnx(model, fp32, length, opset)
+            onnx.checker.check_model(str(fp32))
+            diff = max_abs_diff(model, fp32, length) if verify else None
+            if diff is not None:
+                if not diff <= TOLERANCE:
+                    raise MiniDiscError(f"onnxruntime logits differ from PyTorch by {diff:.2e} "
+                                        f"(> {TOLERANCE:g}); {out} not written")
+                logger.info("onnxruntime matches PyTorch: max |logit diff| %.2e", diff)
+            if dev is not None:
+                quantize_int8(fp32, tmp, per_channel)
+                record = {
+                    "student": str(ckpt), "onnx": out.name, "quantization": {
+                        "method": "onnxruntime.quantization.quantize_dynamic",
+                        "weight_type": "QInt8", "per_channel": per_channel},
+                    **compare(dev, fp32, tmp, max_metric_drop),
+                    "fp32_mb": fp32.stat().st_size / 2**20, "int8_mb": tmp.stat().st_size / 2**20,
+                    "fp32_max_abs_logit_diff_vs_torch": diff,
+                    "provenance": provenance(started, {"student": str(ckpt)})}
+        finally:
+            if fp32 != tmp:
+                fp32.unlink(missing_ok=True)
+    if record is not None:
+        write_json(sidecar(out), record)
+    else:
+        sidecar(out).unlink(missing_ok=True)  # it described an int8 graph no longer there
     logger.info("wrote %s (%.1f MB)", out, out.stat().st_size / 2**20)
     return diff
 
@@ -215,11 +352,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="ONNX opset, 14 to 20 (17: native LayerNorm)")
     ap.add_argument("--no_verify", action="store_true",
                     help="skip the onnxruntime vs PyTorch logits check")
+    ap.add_argument("--quantize", choices=QUANTIZE,
+                    help="write onnxruntime's dynamic int8 quantization of the graph, checked "
+                    "on the task's dev set")
+    ap.add_argument("--per_channel", action="store_true",
+                    help="with --quantize: one int8 scale per output channel, not per tensor")
+    ap.add_argument("--max_metric_drop", type=float, default=MAX_METRIC_DROP,
+                    help="with --quantize: points of the task metric int8 may lose against "
+                    "fp32 (default: %(default)g); a larger drop writes nothing and exits 2")
+    ap.add_argument("--data_dir", default=DEFAULT_DATA_DIR,
+                    help="with --quantize: folder holding the task's folder (default: "
+                    "%(default)s)")
+    ap.add_argument("--task_name",
+                    help="with --quantize: the task to score on (default: the checkpoint's)")
     configure_logging()
 
     def run() -> None:
         args = ap.parse_args(argv)
-        export(args.student, args.onnx, args.max_length, args.opset, not args.no_verify)
+        export(args.student, args.onnx, args.max_length, args.opset, not args.no_verify,
+               args.quantize, args.per_channel, args.max_metric_drop, args.data_dir,
+               args.task_name)
 
     return exit_code(run)
 

@@ -23,6 +23,7 @@ def configure_logging() -> None:
 
 def execute(argv: Sequence[str] | None = None) -> dict:
     """Run one mode; raise MiniDiscError on bad input. Returns the results record."""
+    from minidisc import card
     from minidisc.cli import parse_args
     from minidisc.files import write_json
     from minidisc.modes import MODES
@@ -50,6 +51,7 @@ def execute(argv: Sequence[str] | None = None) -> dict:
                    "provenance": provenance(ctx.started_at, ctx.models), "args": vars(args)}
         if ctx.rt.is_main:
             write_json(folder / RESULTS, results)
+            card.write(folder, results, ctx.run_dir.name, argv)
     if ctx.rt.is_main:
         logger.info("results in %s", ctx.run_dir / RESULTS)
     return results
