@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minidisc.errors import MiniDiscError
+from minidisc.training.reporting import CHOICES as REPORT_TO
+from minidisc.training.reporting import check as check_reporter
 
 if TYPE_CHECKING:
     from minidisc.data.tasks import Task
@@ -156,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model_suffix", default="", help="tag added to the run folder name")
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run (same flags) from its last saved state")
+    g.add_argument("--report_to", choices=REPORT_TO, default="none",
+                   help="curves while it trains: tensorboard (event files in the run folder's "
+                   "tensorboard/) or wandb; each needs its package (the extra of that name)")
 
     g = p.add_argument_group("distillation")
     g.add_argument(
@@ -472,6 +477,7 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     if args.use_fp16 and args.use_bf16:
         raise MiniDiscError("--use_fp16 and --use_bf16 exclude each other: pick one")
     _check_scale(args)
+    check_reporter(args.report_to)
     if args.mode == "sparsify" and args.teacher_model_path is None:
         raise MiniDiscError("--mode sparsify needs --teacher_model_path (a finetuned teacher)")
     if args.mode == "sparsify" and objective != "sparse":

@@ -28,6 +28,7 @@ def execute(argv: Sequence[str] | None = None) -> dict:
     from minidisc.files import write_json
     from minidisc.modes import MODES
     from minidisc.modes.common import prepare
+    from minidisc.training import reporting
     from minidisc.training.outputs import RESULTS, RunFolder, provenance
     from minidisc.training.state import load_state, stop_on_signals
 
@@ -36,8 +37,10 @@ def execute(argv: Sequence[str] | None = None) -> dict:
         raise MiniDiscError(f"--mode {args.mode} is not implemented yet")
     ctx = prepare(args)
     with RunFolder(ctx.run_dir, ctx.rt.is_main, args.resume) as folder, \
-            stop_on_signals() as stop:
-        ctx.folder, ctx.stop = folder, stop
+            stop_on_signals() as stop, \
+            reporting.open_reporter(args.report_to, folder, ctx.rt.is_main) as reporter:
+        ctx.folder, ctx.stop, ctx.reporter = folder, stop, reporter
+        reporter.run_config(vars(args))
         if args.resume:
             ctx.restore(load_state(folder))
         if ctx.rt.is_main:
@@ -49,6 +52,7 @@ def execute(argv: Sequence[str] | None = None) -> dict:
                    "wall_time_s": wall, "eval_time_s": ctx.eval_time_s,
                    "eval_share": ctx.eval_time_s / wall if wall > 0 else 0.0,
                    "provenance": provenance(ctx.started_at, ctx.models), "args": vars(args)}
+        reporter.final(results["final"])
         if ctx.rt.is_main:
             write_json(folder / RESULTS, results)
             card.write(folder, results, ctx.run_dir.name, argv)

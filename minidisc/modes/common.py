@@ -44,6 +44,7 @@ from minidisc.training.loop import (
     single_loss,
 )
 from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
+from minidisc.training.reporting import Reporter
 from minidisc.training.runtime import Runtime, is_sharded, set_seed, setup
 from minidisc.training.state import StopFlag, rng_state, save_state, set_rng_state
 
@@ -86,6 +87,7 @@ class Context:
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
         timespec="seconds"))
     _majority: dict[str, tuple[str, float] | None] = field(default_factory=dict)
+    reporter: Reporter = field(default_factory=Reporter)  # --report_to, set by main
 
     wall_before: float = 0.0  # seconds spent before a --resume
 
@@ -226,7 +228,8 @@ class Context:
         result = fit(model, self.train_loader(), train_step, evaluate,
                      self.train_config(epochs), self.rt, desc,
                      resume=saved["trainer"] if saved else None,
-                     on_state=on_state if keeps_state else None, stop=self.stop)
+                     on_state=on_state if keeps_state else None, stop=self.stop,
+                     reporter=self.reporter.stage(stage))
         self.saved = None
         return result
 

@@ -59,7 +59,7 @@ def sample_sandwich(cands: list[float], k: int | None, rng: random.Random) -> li
 def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]) -> TrainStep:
     """A train step: teacher once, then each candidate's forward, loss and backward in turn,
     so one candidate's graph is alive at a time; gradients synchronise (several processes)
-    in the last candidate's backward only. Returns the mean loss."""
+    in the last candidate's backward only. Returns the mean loss; reports each candidate's."""
 
     def step(batch: dict, backward: Backward) -> float:
         b, inputs, t_out = distiller.split(batch)
@@ -74,6 +74,7 @@ def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]) 
                     raise NumericalError(f"minidisc: non-finite training loss ({value}) for "
                                          f"candidate {s:g}S")
                 backward(loss)
+            backward.log(f"train/loss/{s:g}S", value * len(cands))
             total += value
         student.sparsify(None)
         return total
@@ -212,23 +213,28 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
 
         dev = {sparsity_key(s): v for s, v in now.items()}
         score = tradeoff(best[sparsity_key(chosen)], chosen, args.lam)
+        trades = {k: tradeoff(v, float(k), args.lam) for k, v in best.items()}
         if ctx.rt.is_main:
-            trades = {k: tradeoff(v, float(k), args.lam) for k, v in best.items()}
             logger.info("iteration %d step %d: %s %s; tradeoff (best %s + %g·s/100) %s; "
                         "chose %gS", it, step, metric,
                         " ".join(f"{s}S={v:.4f}" for s, v in dev.items()), metric, args.lam,
                         " ".join(f"{s}S={v:.4f}" for s, v in trades.items()), chosen)
+        scalars = {**{f"dev/{ctx.selection}/{s}S": v for s, v in dev.items()},
+                   **{f"tradeoff/{s}S": v for s, v in trades.items()}, "chosen": chosen}
         return Evaluation(score, {"dev": dev, "chosen": chosen}, keep,
-                          name=f"{chosen:g}S tradeoff")
+                          name=f"{chosen:g}S tradeoff", scalars=scalars)
 
     started = time.perf_counter()
     train = ctx.run_fit(student, train_step, evaluate, f"minidisc iter {it}",
                         stage=f"minidisc iteration {it}", epochs=epochs)
     ta = kept.get("model") or ctx.load(folder / ckpt, "--resume").eval().requires_grad_(False)
     chosen = float(state["chosen"])
+    line = choice_line(it, chosen, best, t_sparsity, target, args.lam, is_final, metric,
+                       args.candidates_above_target)
     if ctx.rt.is_main:
-        logger.info("%s", choice_line(it, chosen, best, t_sparsity, target, args.lam, is_final,
-                                      metric, args.candidates_above_target))
+        logger.info("%s", line)
+    ctx.reporter.scalars({"minidisc/chosen_sparsity": chosen}, it)
+    ctx.reporter.text("minidisc/choice", line, it)
     # the report of the model that ends the trial carries the test metric and predictions
     ends_trial = ends(chosen, target, is_final, args) and best_target.is_from(it)
     record = {

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_scheduler
 
+from minidisc.training.reporting import Reporter, flatten
 from minidisc.training.runtime import Replica, Runtime
 from minidisc.training.state import NumericalError, StopFlag
 
@@ -49,12 +50,14 @@ class Evaluation:
     names it, e.g. "dev acc_and_f1"), and how to keep the model.
 
     `save` runs on every process when the score is the best so far (each keeps the model in
-    memory; only the main process writes files)."""
+    memory; only the main process writes files). `scalars` are what `--report_to` shows of
+    it (default: the numbers in `metrics`)."""
 
     score: float
     metrics: dict[str, Any] = field(default_factory=dict)
     save: Callable[[], None] | None = None
     name: str = "score"
+    scalars: dict[str, float] | None = None
 
 
 class Backward:
@@ -63,9 +66,14 @@ class Backward:
     backward and yields the model to call."""
 
     def __init__(self, replica: Replica, scale: Callable[[torch.Tensor], torch.Tensor] | None
-                 = None, accum: int = 1):
+                 = None, accum: int = 1, reporter: Reporter | None = None):
         self.replica, self.scale, self.accum = replica, scale, accum
         self.syncs = True  # whether this micro-batch's last backward synchronises (the loop's)
+        self.reporter = reporter or Reporter()
+
+    def log(self, tag: str, value: float) -> None:
+        """Report a value of this optimiser step (the mean over its micro-batches)."""
+        self.reporter.log(tag, value)
 
     @classmethod
     def plain(cls, model: nn.Module) -> Backward:
@@ -178,10 +186,11 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
         evaluate: Callable[[int], Evaluation], cfg: TrainConfig, rt: Runtime,
         desc: str = "train", *, resume: dict[str, Any] | None = None,
         on_state: Callable[[dict[str, Any]], None] | None = None,
-        stop: StopFlag | None = None) -> FitResult:
+        stop: StopFlag | None = None, reporter: Reporter | None = None) -> FitResult:
     """Train until the step budget, early stop, or a stop request; `resume` is a dict that
     `on_state` was given earlier (the model, optimiser, ... and the FitState). Under several
     processes `model` is wrapped (DDP) or sharded in place (FSDP) here."""
+    reporter = reporter or Reporter()
     accum = cfg.num_grad_accum_steps
     replica = rt.replicate(model)
     plan = Plan.of(len(loader), cfg)
@@ -202,7 +211,7 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
     generator = getattr(loader, "generator", None)
     replay = resume is not None and st.epoch_rng is not None and generator is not None
 
-    backward = Backward(replica, scaler.scale, accum)
+    backward = Backward(replica, scaler.scale, accum, reporter)
     start, wall_before = time.perf_counter(), st.wall_time_s
 
     def snapshot() -> dict[str, Any]:
@@ -240,7 +249,10 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                 if not backward.syncs:
                     continue
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                # FSDP returns a DTensor: every process gathers it (a collective)
+                norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+                lr = scheduler.get_last_lr()[0]  # this step's
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
@@ -248,12 +260,18 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                 st.step += 1
                 st.batches_done = i + 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{running:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}")
+                reporter.step(st.step, {"train/loss": running, "train/lr": lr,
+                                        "train/grad_norm": norm})
                 step_loss, running = running, 0.0
                 if st.step % cfg.log_interval == 0 or st.step == total:
                     tick = time.perf_counter()
                     ev = evaluate(st.step)
-                    st.eval_time_s += time.perf_counter() - tick
+                    took = time.perf_counter() - tick
+                    st.eval_time_s += took
+                    reporter.scalars({"eval/score": ev.score, "eval/time_s": took,
+                                      **(flatten(ev.metrics) if ev.scalars is None
+                                         else ev.scalars)}, st.step)
                     if not math.isfinite(ev.score):
                         raise NumericalError(f"{desc}: non-finite dev score ({ev.score}) at step "
                                              f"{st.step}")
