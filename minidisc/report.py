@@ -235,6 +235,34 @@ def _tradeoff_figure(plt, run: dict, path: Path) -> None:
     _save(plt, fig, path)
 
 
+def _candidate_curves_figure(plt, run: dict, path: Path) -> None:
+    """Per MiniDisc iteration, each candidate's dev metric against the step (its `history`),
+    and the score of always answering the majority class (`majority_class`) as a line: a
+    candidate on that line has not learnt anything yet."""
+    its, sel = run["iterations"], run["selection_metric"]
+    floor = _sel(run.get("majority_class") or {}, sel)
+    target = float(run.get("target_sparsity") or 0)
+    fig, axes = plt.subplots(1, len(its), figsize=(max(7.5, 6.5 * len(its)), 5.2), squeeze=False)
+    for ax, it in zip(axes[0], its):
+        history = it.get("history") or []
+        for i, key in enumerate(sorted({k for h in history for k in h.get("dev") or {}},
+                                       key=float)):
+            pts = [(h["step"], 100 * h["dev"][key]) for h in history if key in h.get("dev", {})]
+            ax.plot(*zip(*pts), "o-", color=f"C{i % 10}", ms=3,
+                    lw=2.5 if float(key) == target else 1.2, label=f"{float(key):g}S")
+        if isinstance(floor, (int, float)) and math.isfinite(floor):
+            ax.axhline(100 * floor, color="k", ls="--", lw=1, label="majority class")
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(f"dev {sel} (×100)")
+        ax.set_title(f"iteration {it['iteration']}: teacher {float(it['teacher_sparsity']):g}S"
+                     f" → chose {float(it['chosen']):g}S")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", ncol=2)
+    fig.suptitle(f"{run['task']}: each candidate's dev {sel} while it trains\n{_name(run)}",
+                 fontsize=12)
+    _save(plt, fig, path)
+
+
 def _sparsity_figure(plt, task: str, rows: list[dict], sel: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 5.5))
     teacher = rows[0]["model"]
@@ -269,7 +297,8 @@ def _sparsity_figure(plt, task: str, rows: list[dict], sel: str, path: Path) -> 
 
 
 def figures(runs: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """λ-tradeoff curves per MiniDisc run and metric-vs-sparsity per task; the PNG paths."""
+    """λ-tradeoff and per-candidate curves per MiniDisc run, metric-vs-sparsity per task; the
+    PNG paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -282,6 +311,8 @@ def figures(runs: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
         if run["mode"] == "minidisc" and run["iterations"]:
             made.append(out / f"lambda_tradeoff_{run['task']}_{_name(run)}.png")
             _tradeoff_figure(plt, run, made[-1])
+            made.append(out / f"candidate_curves_{run['task']}_{_name(run)}.png")
+            _candidate_curves_figure(plt, run, made[-1])
     for task, rows in _rows(runs).items():
         made.append(out / f"metric_vs_sparsity_{task}.png")
         _sparsity_figure(plt, task, rows, _selection(runs, task), made[-1])

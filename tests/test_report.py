@@ -133,10 +133,42 @@ def test_sparsify_params_table(runs_dir):
 def test_figures_are_valid_pngs(runs_dir, tmp_path):
     made = figures(collect([runs_dir]), tmp_path / "figs")
     names = sorted(p.name for p in made)
-    assert names == ["lambda_tradeoff_mrpc_mini.png", "metric_vs_sparsity_mrpc.png"]
+    assert names == ["candidate_curves_mrpc_mini.png", "lambda_tradeoff_mrpc_mini.png",
+                     "metric_vs_sparsity_mrpc.png"]
     for p in made:
         data = p.read_bytes()
         assert len(data) > 5000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_candidate_curves_per_iteration_with_the_majority_floor(tmp_path, monkeypatch):
+    """Each candidate's dev metric against the step, from the iterations' history; candidates
+    scored less often (--candidate_eval_every) have fewer points; the floor is one line."""
+    import minidisc.report as report
+
+    body = _minidisc()
+    body["majority_class"] = {"label": "1", "dev": {"acc": 0.684, "acc_and_f1": 0.748}}
+    steps = [10, 20, 30, 40]
+    for it, cands in zip(body["iterations"], (["50", "80", "90"], ["80", "90"])):
+        it["history"] = [{"step": step, "score": 1.0, "chosen": 90.0,
+                          "dev": {s: 0.7 + step / 1000 + float(s) / 10_000 for s in cands
+                                  if s == "90" or step in (10, 40)}} for step in steps]
+    f = _write(tmp_path, "mini", "minidisc", **body)
+    drawn = []
+    monkeypatch.setattr(report, "_save", lambda plt, fig, path: drawn.append(fig))
+    made = figures(collect([f]), tmp_path / "figs")
+    assert "candidate_curves_mrpc_mini.png" in [p.name for p in made]
+    fig = next(fig for fig in drawn if "while it trains" in fig._suptitle.get_text())
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["iteration 1: teacher 0S → chose 80S",
+                                               "iteration 2: teacher 80S → chose 90S"]
+    for ax, cands in zip(axes, (["50", "80", "90"], ["80", "90"])):
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert set(lines) == {f"{s}S" for s in cands} | {"majority class"}
+        assert list(lines["90S"].get_xdata()) == steps
+        assert list(lines["90S"].get_ydata()) == pytest.approx(
+            [100 * (0.7 + step / 1000 + 0.009) for step in steps])
+        assert list(lines["80S"].get_xdata()) == [10, 40]  # scored at the first and last only
+        assert list(lines["majority class"].get_ydata()) == pytest.approx([74.8, 74.8])
 
 
 def test_newest_run_wins_duplicates(tmp_path):
@@ -186,7 +218,8 @@ def test_main_writes_report_and_prints_it(runs_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| MiniDisc λ=0.2 (TA 80S) |" in printed
     assert (out / "report.md").read_text().startswith("# MiniDisc report")
-    assert {p.name for p in out.glob("*.png")} == {"lambda_tradeoff_mrpc_mini.png",
+    assert {p.name for p in out.glob("*.png")} == {"candidate_curves_mrpc_mini.png",
+                                                  "lambda_tradeoff_mrpc_mini.png",
                                                   "metric_vs_sparsity_mrpc.png"}
 
 

@@ -93,6 +93,11 @@ def test_minidisc_curves_per_candidate(teacher, tmp_path):
     saved = json.loads((run / "results.json").read_text())
     assert json.loads(textwrap.dedent(config)) == saved["args"]  # the resolved flags
     assert _values(root, "final/dev/acc") == [pytest.approx(res["final"]["dev"]["acc"])]
+    # the report's floor: the dev metrics of always answering the majority class
+    majority = res["majority_class"]
+    share = sum(line.endswith(f"\t{majority['label']}") for line in
+                (data / "sst2" / "dev.tsv").read_text().splitlines()[1:]) / 32
+    assert majority["dev"]["acc"] == pytest.approx(share) and share >= 0.5
 
 
 @pytest.mark.parametrize("missing", ["tensorboard", "wandb"])

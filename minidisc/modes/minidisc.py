@@ -28,6 +28,7 @@ from minidisc.compression.students import narrow
 from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context
 from minidisc.modes.distill import Distiller
+from minidisc.training import evaluate as ev
 from minidisc.training.loop import Backward, Evaluation, TrainStep
 from minidisc.training.runtime import copy_model
 from minidisc.training.state import NumericalError
@@ -306,7 +307,13 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     if ctx.rt.is_main:
         shutil.rmtree(best_target.path, ignore_errors=True)
     tas = [r["chosen"] for r in iterations if r["chosen"] != target]
-    return {"teacher": teacher_info, "lam": args.lam, "target_sparsity": target,
-            "teacher_assistants": tas, "iterations": iterations,
-            "final_from_iteration": best_target.info.get("iteration", last["iteration"]),
-            "final": final}
+    out = {"teacher": teacher_info, "lam": args.lam, "target_sparsity": target,
+           "teacher_assistants": tas, "iterations": iterations,
+           "final_from_iteration": best_target.info.get("iteration", last["iteration"]),
+           "final": final}
+    dev = ctx.dev[0]
+    majority = ev.majority_class(ctx.task, dev)
+    if majority:  # what answering one class whatever the input scores: the report's floor
+        const = [ctx.task.labels.index(majority[0])] * len(dev.examples)
+        out["majority_class"] = {"label": majority[0], dev.name: ev.score(ctx.task, dev, const)}
+    return out
