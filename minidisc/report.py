@@ -2,7 +2,9 @@
 
     python -m minidisc.report outputs/ [more run folders or results.json ...] [--out DIR]
 
-Rows in paper order: Teacher, Distill, MaxiDisc, MiniDisc; the newest run wins a duplicate row.
+Rows in paper order: Teacher, Distill, MaxiDisc, MiniDisc, a row per seed; runs that differ only
+in --seed are then summarised (mean ± std, 95% intervals, paired differences against direct
+distillation); the newest run wins only a re-run of the same flags and seed.
 A model's metrics sit under its split names (`final.dev.acc`; MNLI: `final.dev_matched.acc`);
 results.json files from before that (`final.dev.dev.acc`) are read too.
 """
@@ -14,7 +16,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +88,28 @@ def _name(run: dict) -> str:
     return re.sub(r"[^\w.-]+", "_", f.parent.name if f.name == RESULTS else f.stem)
 
 
+IGNORED_ARGS = ("seed", "model_suffix", "output_dir", "resume", "local_rank")  # not the method
+
+
+def setting(run: dict) -> tuple:
+    """What makes a run's method: mode, task and every flag but --seed and the bookkeeping
+    ones (suffix, folders, --resume). Runs that share it differ only in their seed."""
+    args = run.get("args") or {}
+    spec = tuple(str(run.get(k)) for k in ("student_spec", "path", "lam", "target_sparsity"))
+    return (run["mode"], run["task"], spec, *sorted(
+        (k, json.dumps(v, sort_keys=True, default=str)) for k, v in args.items()
+        if k not in IGNORED_ARGS))
+
+
+def _seed(run: dict) -> Any:
+    return (run.get("args") or {}).get("seed")
+
+
 def _rows(runs: list[dict]) -> dict[str, list[dict]]:
-    """task -> rows in paper order; newest run wins each row (teacher: finetune > sparsify >
-    the teacher recorded by a distillation run)."""
+    """task -> rows in paper order: one row per method setting and seed (a re-run of the same
+    setting and seed: the newest wins); the teacher row: finetune > sparsify > the teacher
+    recorded by a distillation run. Labels name the seed where a setting has several, and the
+    differing flags where settings share a label."""
     best: dict[tuple, tuple[int, dict]] = {}
 
     def put(key: tuple, prio: int, group: str, label: str, model: dict, wall: float | None,
@@ -98,6 +119,7 @@ def _rows(runs: list[dict]) -> dict[str, list[dict]]:
 
     for run in runs:
         mode, t, wall = run["mode"], run["task"], run.get("wall_time_s")
+        key = (setting(run), _seed(run))
         if mode in ("finetune", "sparsify"):
             ft = mode == "finetune"
             put((t, "teacher"), 1 + ft, "teacher", "Teacher", run["final"], wall if ft else None)
@@ -105,24 +127,54 @@ def _rows(runs: list[dict]) -> dict[str, list[dict]]:
             put((t, "teacher"), 0, "teacher", "Teacher", run["teacher"], None)
         if mode == "distill":
             spec = Path(str(run["student_spec"])).name
-            put((t, mode, spec), 0, mode, f"Distill {spec}", run["final"], wall)
+            put((t, mode, key), 0, mode, f"Distill {spec}", run["final"], wall, run=run)
         elif mode == "maxidisc":
             path = str(run["path"]).replace(",", "→")
-            put((t, mode, path), 0, mode, f"MaxiDisc {path}", run["final"], wall,
-                stages=run["stages"])
+            put((t, mode, key), 0, mode, f"MaxiDisc {path}", run["final"], wall,
+                stages=run["stages"], run=run)
         elif mode == "minidisc":
             tas = "→".join(f"{float(s):g}S" for s in run.get("teacher_assistants") or [])
             label = f"MiniDisc λ={float(run['lam']):g} ({'TA ' + tas if tas else 'no TA'})"
-            put((t, mode, float(run["lam"]), run.get("target_sparsity")), 0, mode, label,
-                run["final"], wall, iterations=run["iterations"])
+            put((t, mode, key), 0, mode, label, run["final"], wall,
+                iterations=run["iterations"], run=run)
     out: dict[str, list[dict]] = {}
     for (task, *_), (_, row) in best.items():
         out.setdefault(task, []).append(row)
+    for rows in out.values():
+        _name_settings([r for r in rows if "run" in r])
     for rows in out.values():
         teacher = next((r["model"] for r in rows if r["group"] == "teacher"), {})
         rows.sort(key=lambda r: (GROUPS.index(r["group"]), _x(r["model"], teacher),
                                  -r["model"].get("num_layers", 0), r["label"]))
     return dict(sorted(out.items()))
+
+
+def _differing(runs: list[dict]) -> list[str]:
+    """The flags whose values differ among these runs (seed and bookkeeping aside)."""
+    args = [{k: v for k, v in (r.get("args") or {}).items() if k not in IGNORED_ARGS}
+            for r in runs]
+    keys = sorted({k for a in args for k in a})
+    return [k for k in keys if len({json.dumps(a.get(k), default=str) for a in args}) > 1]
+
+
+def _name_settings(rows: list[dict]) -> None:
+    """Append the flags that tell apart settings sharing a label, then the seed of settings
+    run with several seeds (rows in place; each has its `run`)."""
+    by_label: dict[str, list[dict]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r)
+    for same in by_label.values():
+        settings = {setting(r["run"]): r["run"] for r in same}
+        keys = [k for k in _differing(list(settings.values())) if k != "teacher_model_path"]
+        for r in same:
+            args = r["run"].get("args") or {}
+            r["label"] += "".join(f", {k}={args.get(k)}" for k in keys)
+    seeds: dict[tuple, set] = {}
+    for r in rows:
+        seeds.setdefault(setting(r["run"]), set()).add(_seed(r["run"]))
+    for r in rows:
+        if len(seeds[setting(r["run"])]) > 1:
+            r["label"] += f" · seed {_seed(r['run'])}"
 
 
 def _selection(runs: list[dict], task: str) -> str:
@@ -196,6 +248,215 @@ def tables(runs: list[dict[str, Any]]) -> str:
                       f"{_mega(p['total'])} |" for s, p in table]
         parts.append("")
     return "\n".join(parts)
+
+
+# --- runs that differ only in --seed: means, intervals, paired differences ---------------
+
+CONFIDENCE = 0.95
+BOOTSTRAP_SAMPLES = 10_000
+BOOTSTRAP_SEED = 0  # fixed: the same runs always give the same interval
+
+
+def bootstrap_interval(values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """The 95% percentile bootstrap interval of the mean over `values` (one per seed),
+    resampled with replacement; (nan, nan) below two values. With few seeds it is narrow:
+    read it beside the t-interval."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    means = np.random.default_rng(seed).choice(x, size=(samples, len(x))).mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return float(lo), float(hi)
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """The 95% Student-t interval of the mean (exact for normal values at any n >= 2)."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    half = t.ppf((1 + CONFIDENCE) / 2, n - 1) * _std(values) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def _std(values: Sequence[float]) -> float:
+    n = len(values)
+    if n < 2:
+        return math.nan
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    """n, mean, std (n-1), the bootstrap and t 95% intervals of the mean."""
+    vals = [float(v) for v in values]
+    return {"n": len(vals), "mean": sum(vals) / len(vals) if vals else math.nan,
+            "std": _std(vals), "bootstrap": bootstrap_interval(vals), "t": t_interval(vals)}
+
+
+def _metric_splits(model: dict, metric: str) -> dict[str, float]:
+    """Split -> the selection metric, for every labelled split of a model (dev*, test*)."""
+    return {k: v[metric] for k, v in model.items()
+            if (k in ("dev", "test") or k.startswith(("dev_", "test_")))
+            and isinstance(v, dict) and isinstance(v.get(metric), (int, float))}
+
+
+def _base_label(run: dict) -> str:
+    mode = run["mode"]
+    if mode == "distill":
+        return f"Distill {Path(str(run['student_spec'])).name}"
+    if mode == "maxidisc":
+        return f"MaxiDisc {str(run['path']).replace(',', '→')}"
+    if mode == "minidisc":
+        return (f"MiniDisc λ={float(run['lam']):g}, target "
+                f"{float(run.get('target_sparsity') or 0):g}S")
+    return {"finetune": "Finetune", "sparsify": "Sparsify"}[mode]
+
+
+def _tas(run: dict) -> str:
+    return "→".join(f"{float(s):g}S" for s in run.get("teacher_assistants") or []) or "none"
+
+
+def seed_groups(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """task -> one group per method setting: {label, mode, runs: {seed: run}}, the newest
+    run of each seed (never the newest of the group: every seed counts). Sparsify runs, which
+    do not train, are left out."""
+    groups: dict[tuple, dict[str, Any]] = {}
+    for run in runs:  # oldest first: a re-run of a seed replaces the older one
+        if run["mode"] == "sparsify":
+            continue
+        g = groups.setdefault(setting(run), {"mode": run["mode"], "task": run["task"],
+                                             "label": _base_label(run), "runs": {}})
+        g["runs"][_seed(run)] = run
+    out: dict[str, list[dict[str, Any]]] = {}
+    for g in groups.values():
+        out.setdefault(g["task"], []).append(g)
+    for gs in out.values():
+        by_label: dict[str, list[dict]] = {}
+        for g in gs:
+            by_label.setdefault(g["label"], []).append(g)
+        for same in by_label.values():
+            keys = [k for k in _differing([next(iter(g["runs"].values())) for g in same])
+                    if k != "teacher_model_path"]
+            for g in same:
+                args = next(iter(g["runs"].values())).get("args") or {}
+                g["label"] += "".join(f", {k}={args.get(k)}" for k in keys)
+        gs.sort(key=lambda g: (["finetune", *GROUPS].index(g["mode"]), g["label"]))
+    return dict(sorted(out.items()))
+
+
+def _baseline(group: dict, groups: list[dict]) -> dict | None:
+    """Direct distillation to the same sparsity whose flags differ least from the group's
+    (not the group itself)."""
+    def first(g: dict) -> dict:
+        return next(iter(g["runs"].values()))
+
+    sparsity = float(first(group)["final"].get("sparsity") or 0)
+    cands = [g for g in groups if g is not group and g["mode"] == "distill"
+             and float(first(g)["final"].get("sparsity") or 0) == sparsity]
+    if not cands:
+        return None
+    return min(cands, key=lambda g: (len(_differing([first(g), first(group)])), g["label"]))
+
+
+def seed_stats(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """task -> a row per (group, split) of the selection metric over seeds: the values by
+    seed, their summary, and the paired difference against direct distillation."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for task, groups in seed_groups(runs).items():
+        metric = _selection(runs, task)
+        values = {id(g): {seed: _metric_splits(r["final"], metric)
+                          for seed, r in g["runs"].items()} for g in groups}
+        rows = out.setdefault(task, [])
+        splits = sorted({s for g in groups for v in values[id(g)].values() for s in v},
+                        key=lambda s: (s.startswith("test"), s))
+        for split in splits:
+            for g in groups:
+                by_seed = {k: v[split] for k, v in values[id(g)].items() if split in v}
+                if not by_seed:
+                    continue
+                row = {"task": task, "split": split, "metric": metric, "label": g["label"],
+                       "mode": g["mode"], "values": by_seed, **summarize(list(by_seed.values()))}
+                if g["mode"] == "minidisc":
+                    row["tas"] = {k: _tas(g["runs"][k]) for k in by_seed}
+                base = _baseline(g, groups)
+                if base is not None:
+                    ref = {k: v[split] for k, v in values[id(base)].items() if split in v}
+                    pairs = sorted(set(by_seed) & set(ref), key=str)
+                    diffs = [by_seed[k] - ref[k] for k in pairs]
+                    row["paired"] = {"against": base["label"], "seeds": pairs,
+                                     **summarize(diffs)}
+                rows.append(row)
+    return out
+
+
+def _interval(iv: tuple[float, float]) -> str:
+    return f"[{_fmt(iv[0], 100)}, {_fmt(iv[1], 100)}]" if math.isfinite(iv[0]) else "–"
+
+
+def seed_tables(runs: list[dict[str, Any]]) -> str:
+    """Markdown: per task and split, mean ± std (n) over seeds with 95% intervals, and the
+    paired difference against direct distillation (the same seeds on both sides)."""
+    parts: list[str] = []
+    for task, rows in seed_stats(runs).items():
+        if not any(r["n"] > 1 for r in rows):
+            continue
+        for split in dict.fromkeys(r["split"] for r in rows):
+            here = [r for r in rows if r["split"] == split]
+            metric = here[0]["metric"]
+            parts += [f"## {task}: {split} {metric} over seeds", "",
+                      f"×100; mean ± std (n seeds); 95% intervals of the mean over seeds: "
+                      f"bootstrap (percentile, {BOOTSTRAP_SAMPLES} resamples, seed "
+                      f"{BOOTSTRAP_SEED}) and Student t. Δ: paired by seed against the direct "
+                      "distillation named; an interval that includes 0 is no difference.", "",
+                      "| Method | mean ± std (n) | 95% bootstrap | 95% t | Δ vs | Δ mean ± std (n) "
+                      "| Δ 95% bootstrap | Δ 95% t | seeds |",
+                      "|---|---:|---:|---:|---|---:|---:|---:|---|"]
+            for r in here:
+                p = r.get("paired")
+                delta = (f"{p['against']} | {_fmt(p['mean'], 100)} ± {_fmt(p['std'], 100)} "
+                         f"({p['n']}) | {_interval(p['bootstrap'])} | {_interval(p['t'])}"
+                         if p and p["n"] else "– | – | – | –")
+                seeds = ", ".join(f"{k}" + (f": {r['tas'][k]}" if "tas" in r else "")
+                                  for k in r["values"])
+                parts.append(f"| {r['label']} | {_fmt(r['mean'], 100)} ± {_fmt(r['std'], 100)}"
+                             f" ({r['n']}) | {_interval(r['bootstrap'])} | "
+                             f"{_interval(r['t'])} | {delta} | {seeds} |")
+            parts.append("")
+    return "\n".join(parts)
+
+
+def _seed_figure(plt, task: str, rows: list[dict], path: Path) -> None:
+    """Per method: each seed's value, the mean and its 95% bootstrap interval; beside it the
+    paired difference against direct distillation."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 1.2 + 0.45 * len(rows)), sharey=True)
+    ys = list(range(len(rows)))[::-1]
+    for y, r in zip(ys, rows):
+        ax.plot([100 * v for v in r["values"].values()], [y] * r["n"], "o", color="0.6", ms=4)
+        lo, hi = r["bootstrap"]
+        if math.isfinite(lo):
+            ax.plot([100 * lo, 100 * hi], [y, y], "-", color="C0", lw=2)
+        ax.plot([100 * r["mean"]], [y], "D", color="C0", ms=7)
+        p = r.get("paired")
+        if p and p["n"]:
+            lo, hi = p["bootstrap"]
+            if math.isfinite(lo):
+                ax2.plot([100 * lo, 100 * hi], [y, y], "-", color="C1", lw=2)
+            ax2.plot([100 * p["mean"]], [y], "D", color="C1", ms=7)
+    ax.set_yticks(ys, [r["label"] for r in rows])
+    split, metric = rows[0]["split"], rows[0]["metric"]
+    ax.set_xlabel(f"{split} {metric} (×100): seeds (grey), mean and 95% bootstrap interval")
+    ax2.axvline(0, color="k", lw=1)
+    ax2.set_xlabel("paired difference vs direct distillation (×100), 95% bootstrap interval")
+    for a in (ax, ax2):
+        a.grid(alpha=0.3)
+    fig.suptitle(f"{task}: {split} {metric} over seeds")
+    _save(plt, fig, path)
 
 
 def _curve(values: dict) -> tuple[list[float], list[float]]:
@@ -316,6 +577,12 @@ def figures(runs: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     for task, rows in _rows(runs).items():
         made.append(out / f"metric_vs_sparsity_{task}.png")
         _sparsity_figure(plt, task, rows, _selection(runs, task), made[-1])
+    for task, rows in seed_stats(runs).items():
+        if not any(r["n"] > 1 for r in rows):
+            continue
+        for split in dict.fromkeys(r["split"] for r in rows):
+            made.append(out / f"seeds_{task}_{split}.png")
+            _seed_figure(plt, task, [r for r in rows if r["split"] == split], made[-1])
     return made
 
 
@@ -330,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = collect(args.paths)
         first = Path(args.paths[0])
         out = args.out or (first if first.is_dir() else first.parent) / "report"
-        md = tables(runs)
+        md = tables(runs) + seed_tables(runs)
         pngs = figures(runs, out)
         md += "\n## Figures\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in pngs) + "\n"
         (out / "report.md").write_text(md, encoding="utf-8")
