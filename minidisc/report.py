@@ -101,7 +101,7 @@ def setting(run: dict) -> tuple:
         if k not in IGNORED_ARGS))
 
 
-def _seed(run: dict) -> Any:
+def seed_of(run: dict) -> Any:
     return (run.get("args") or {}).get("seed")
 
 
@@ -119,7 +119,7 @@ def _rows(runs: list[dict]) -> dict[str, list[dict]]:
 
     for run in runs:
         mode, t, wall = run["mode"], run["task"], run.get("wall_time_s")
-        key = (setting(run), _seed(run))
+        key = (setting(run), seed_of(run))
         if mode in ("finetune", "sparsify"):
             ft = mode == "finetune"
             put((t, "teacher"), 1 + ft, "teacher", "Teacher", run["final"], wall if ft else None)
@@ -171,10 +171,10 @@ def _name_settings(rows: list[dict]) -> None:
             r["label"] += "".join(f", {k}={args.get(k)}" for k in keys)
     seeds: dict[tuple, set] = {}
     for r in rows:
-        seeds.setdefault(setting(r["run"]), set()).add(_seed(r["run"]))
+        seeds.setdefault(setting(r["run"]), set()).add(seed_of(r["run"]))
     for r in rows:
         if len(seeds[setting(r["run"])]) > 1:
-            r["label"] += f" · seed {_seed(r['run'])}"
+            r["label"] += f" · seed {seed_of(r['run'])}"
 
 
 def _selection(runs: list[dict], task: str) -> str:
@@ -318,7 +318,7 @@ def _base_label(run: dict) -> str:
     return {"finetune": "Finetune", "sparsify": "Sparsify"}[mode]
 
 
-def _tas(run: dict) -> str:
+def tas_label(run: dict) -> str:
     return "→".join(f"{float(s):g}S" for s in run.get("teacher_assistants") or []) or "none"
 
 
@@ -332,7 +332,7 @@ def seed_groups(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             continue
         g = groups.setdefault(setting(run), {"mode": run["mode"], "task": run["task"],
                                              "label": _base_label(run), "runs": {}})
-        g["runs"][_seed(run)] = run
+        g["runs"][seed_of(run)] = run
     out: dict[str, list[dict[str, Any]]] = {}
     for g in groups.values():
         out.setdefault(g["task"], []).append(g)
@@ -383,7 +383,7 @@ def seed_stats(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
                 row = {"task": task, "split": split, "metric": metric, "label": g["label"],
                        "mode": g["mode"], "values": by_seed, **summarize(list(by_seed.values()))}
                 if g["mode"] == "minidisc":
-                    row["tas"] = {k: _tas(g["runs"][k]) for k in by_seed}
+                    row["tas"] = {k: tas_label(g["runs"][k]) for k in by_seed}
                 base = _baseline(g, groups)
                 if base is not None:
                     ref = {k: v[split] for k, v in values[id(base)].items() if split in v}
