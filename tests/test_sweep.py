@@ -142,9 +142,12 @@ def test_interrupted_run_is_resumed_and_a_locked_one_left_alone(teacher, data, t
     lock.write_text(f"{os.getpid()}\n")
     caplog.set_level("INFO", logger="minidisc.sweep")
     assert main([str(spec)]) == 1  # not everything finished
-    said = {r.message.split(" (")[0]: r.message for r in caplog.records
-            if r.name == "minidisc.sweep" and r.message.startswith("sparsebert")}
-    assert "resuming" in said[one.name] and "finished" in said[one.name]
+    said: dict[str, str] = {}
+    for r in caplog.records:
+        if r.name == "minidisc.sweep" and r.message.startswith("sparsebert"):
+            name = r.message.split(" (")[0]
+            said[name] = said.get(name, "") + r.message.split(": ", 1)[1] + "; "
+    assert said[one.name] == "resuming; finished; "
     assert "busy" in said[two.name] and str(os.getpid()) in said[two.name]
     assert _results(one)["args"]["resume"] is True
     assert not two.exists() and lock.read_text().strip() == str(os.getpid())
