@@ -36,6 +36,12 @@ def dev_splits(model: dict[str, Any]) -> dict[str, dict[str, float]]:
             if (k == "dev" or k.startswith("dev_")) and isinstance(v, dict)}
 
 
+def _labelled(model: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The dev splits, then the test splits scored with --do_test (test, test_matched ...)."""
+    return {**dev_splits(model), **{k: v for k, v in model.items() if isinstance(v, dict) and (
+        k == "test" or k.startswith("test_")) and v}}
+
+
 def _lift(model: Any) -> None:
     """An older results.json nested split names under "dev"/"test" (final.dev.dev.acc):
     lift them to the model's level (final.dev.acc)."""
@@ -210,7 +216,7 @@ def tables(runs: list[dict[str, Any]]) -> str:
     for task, rows in _rows(runs).items():
         sel, cols = _selection(runs, task), []
         for r in rows:  # the selection metric first, then every other (split, metric)
-            for split, metrics in dev_splits(r["model"]).items():
+            for split, metrics in _labelled(r["model"]).items():
                 for m in ([] if cols else [sel]) + list(metrics):
                     cols += [] if (split, m) in cols else [(split, m)]
         splits = {s for s, _ in cols}
@@ -218,14 +224,15 @@ def tables(runs: list[dict[str, Any]]) -> str:
         heads[0] = f"**{heads[0]}**"
         t_enc = (rows[0]["model"].get("params") or {}).get("encoder")  # rows[0]: the teacher
         parts += [f"## {task}", "",
-                  f"Dev metrics ×100 (selection metric: {sel}); params in millions; "
+                  f"Dev (and --do_test's test) metrics ×100 (selection metric: {sel}); "
+                  "params in millions; "
                   "time = wall time of the whole run.", "",
                   "| Method | " + " | ".join(heads) + " | Sparsity (%) | Layers | "
                   "Encoder params (M) | Encoder (% of teacher) | Total params (M) | Time (min) |",
                   "|---|" + "---:|" * (len(cols) + 6)]
         for r in rows:
             m, p = r["model"], r["model"].get("params") or {}
-            dev = dev_splits(m)
+            dev = _labelled(m)
             vals = [_fmt((dev.get(s) or {}).get(k), 100) for s, k in cols]
             pct = _fmt(p.get("encoder") / t_enc, 100, 1) if t_enc and p.get("encoder") else "–"
             parts.append(f"| {r['label']} | " + " | ".join(vals) +

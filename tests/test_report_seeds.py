@@ -118,6 +118,8 @@ def test_tables_show_every_seed_and_the_summary(runs):
     for seed in (1, 2, 3):  # one row per seed, not the newest of them
         assert f"| MaxiDisc 80→90S · seed {seed} |" in md
     assert "· seed 2 | 37.00" not in md  # (the replaced run: 0.50 - 0.05 dev)
+    assert "| **acc (dev)** | acc (test) |" in md  # --do_test's split beside dev
+    assert "| MaxiDisc 80→90S · seed 1 | 76.00 | 81.00 |" in md
     test = md.split("## sst2: test acc over seeds", 1)[1].split("\n## ", 1)[0]
     line = next(x for x in test.splitlines() if x.startswith("| MaxiDisc 80→90S |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
