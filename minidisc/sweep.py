@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.errors import MiniDiscError, exit_code
 
 logger = logging.getLogger("minidisc.sweep")
@@ -391,7 +392,7 @@ def sweep(runs: list[Run], launcher: Any, poll_s: float = 2.0,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m minidisc.sweep",
+    ap = ArgumentParser(prog="python -m minidisc.sweep",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("spec", type=Path, help="the SPEC file (YAML or JSON)")
     ap.add_argument("--launcher", choices=("local", "slurm"), default="local")
@@ -443,8 +444,6 @@ class SweepIncomplete(MiniDiscError):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from minidisc.main import configure_logging
-
     configure_logging()
     return exit_code(lambda: run_sweep(argv))
 

@@ -208,3 +208,12 @@ def test_unreadable_spec(tmp_path, capsys):
     assert main([str(f)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {f}:")
+
+
+@pytest.mark.parametrize("flags, name", [(["--jobs", "0"], "--jobs"),
+                                         (["--jobs", "x"], "--jobs"),
+                                         (["--launcher", "pbs"], "--launcher")])
+def test_bad_flag_is_one_error_line(flags, name, tmp_path, capsys):
+    assert main([str(_spec(tmp_path, {})), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and name in err[0]
