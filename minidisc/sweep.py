@@ -427,6 +427,8 @@ def run_sweep(argv: Sequence[str] | None = None) -> dict[str, str]:
                                  args.cpus_per_job, args.jobs)
     try:
         final = sweep(runs, launcher, poll_s=args.poll_s if args.launcher == "slurm" else 0.5)
+    except KeyboardInterrupt:  # Ctrl-C: the running runs saved their state and stopped
+        raise SweepIncomplete("interrupted: rerun the same command to resume") from None
     finally:
         launcher.close()
     counts = {s: sum(v == s for v in final.values()) for s in dict.fromkeys(final.values())}
