@@ -50,10 +50,13 @@ def _values(acc: EventAccumulator, tag: str) -> list[float]:
     return [e.value for e in acc.Scalars(tag)]
 
 
-def test_minidisc_curves_per_candidate(teacher, tmp_path):
+def test_minidisc_curves_per_candidate(teacher, tmp_path, caplog):
     data, out = write_sst2_task(tmp_path / "data"), tmp_path / "out"
-    res = run_mode("minidisc", data, out, teacher, "--log_interval", "3", "--report_to",
-                   "tensorboard")
+    with caplog.at_level("INFO", logger="minidisc"):
+        res = run_mode("minidisc", data, out, teacher, "--log_interval", "3", "--report_to",
+                       "tensorboard")
+    if len(res["iterations"]) == 1:  # the search kept the target: no final iteration follows
+        assert "the final iteration distils" not in caplog.text
     run = out / "sparsebert_cls_minidisc_90S_lam0.2_sst2"
     board = run / "tensorboard"
     its = res["iterations"]

@@ -290,7 +290,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         iterations.append(record)
         if record["chosen"] != target:
             teacher = ta
-        elif not is_final and ctx.rt.is_main:
+        elif not ends(record["chosen"], target, is_final, args) and ctx.rt.is_main:
             logger.info("the final iteration distils the target from the same teacher (the "
                         "search ran %g epochs)", record["epochs"])
     last = iterations[-1]
