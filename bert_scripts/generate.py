@@ -9,7 +9,7 @@ script comes from the table below, so a change is made once:
     python bert_scripts/generate.py            # rewrite the scripts next to this file
     python bert_scripts/generate.py --out DIR  # write them elsewhere (the tests compare)
 
-tests/test_scripts.py fails when the committed scripts differ from what this writes.
+tests/cli/test_scripts.py fails when the committed scripts differ from what this writes.
 Standard library only, so it runs before any dependency is installed.
 """
 

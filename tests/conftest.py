@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizer
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 POSITIVE = ["good", "great", "nice", "fine", "happy", "superb"]
 NEGATIVE = ["bad", "awful", "poor", "sad", "terrible", "dull"]
 FILLER = ["the", "movie", "plot", "was", "and", "very", "a", "film", "cast", "is"]

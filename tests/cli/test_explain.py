@@ -8,15 +8,12 @@ import logging
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import FAST_FLAGS, write_sst2_task
+from conftest import FAST_FLAGS, ROOT, write_sst2_task
 
 from minidisc.main import execute
 from minidisc.modes.minidisc import choice_line
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_sst2_task
+from conftest import ROOT, write_sst2_task
 from safetensors.torch import load_file
 
 from minidisc.compression.sparsity_map import make_prunable, random_importance
 from minidisc.main import execute
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
 
 

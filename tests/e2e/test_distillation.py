@@ -205,7 +205,7 @@ def _top_tradeoff(iteration: dict, lam: float) -> float:
 def test_minidisc_keeps_the_target_when_the_candidates_score_alike(prunable):
     """The fixture task is learnt (near) perfectly at every candidate sparsity, so λ's bonus
     for sparsity decides: the tradeoff keeps the target, no TA, and without --search_epochs
-    no second iteration follows. A run that keeps a TA: tests/test_pinned_loss.py."""
+    no second iteration follows. A run that keeps a TA: tests/e2e/test_pinned_loss.py."""
     root, common, teacher = prunable
     res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
                "--num_train_epochs", "2", "--log_interval", "4", "--lam", "0.2")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from minidisc.main import execute
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = ROOT.parent / "shared" / "data"
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from minidisc.report import collect
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):

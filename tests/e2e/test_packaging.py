@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_tiny_bert
+from conftest import ROOT, make_tiny_bert
 from packaging.requirements import Requirement
 
 import minidisc
 
-ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("MINIDISC_REQUIRE_INSTALLED") == "1"
 SCRIPTS = ("minidisc", "minidisc-predict", "minidisc-export", "minidisc-report",
            "minidisc-convert", "minidisc-demo")

@@ -9,13 +9,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from minidisc import cli
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "t5_scripts"
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from minidisc.data.examples import PairExample, TagExample
 from minidisc.data.readers import GlueLayout, read_glue
 from minidisc.data.tasks import CONLL_TAGS, TASKS
 from minidisc.errors import MiniDiscError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 QUOTED = 'He said " the witness " was "100 percent" sure .'
 
 

@@ -18,13 +18,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import FAST_FLAGS, write_conll_task, write_sst2_task
+from conftest import FAST_FLAGS, ROOT, write_conll_task, write_sst2_task
 from transformers import BertForSequenceClassification
 
 from minidisc.compression.sparsity_map import build_map
 from minidisc.main import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 
 MRPC_HEAD = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
 STSB_HEAD = ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"

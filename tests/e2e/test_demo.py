@@ -4,11 +4,10 @@ fraction of an epoch, three candidates, one timed forward (under ~30 s on 2 core
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+from conftest import ROOT
 
 from minidisc.demo import run_demo
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_and_its_summary_is_the_runs(tiny_bert, tmp_path, capsys):

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST_FLAGS, write_sst2_task
+from conftest import FAST_FLAGS, ROOT, write_sst2_task
 from safetensors.torch import load_file
 
 from minidisc.main import execute
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from minidisc import cli
 from minidisc.data.tasks import TASKS
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "bert_scripts"
 
 

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_FLAGS, write_sst2_task
+from conftest import FAST_FLAGS, ROOT, write_sst2_task
 
 from minidisc.main import execute
 from minidisc.sweep import expand, main, read_spec
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
