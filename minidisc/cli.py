@@ -8,7 +8,6 @@ before any output exists.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import shlex
@@ -149,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distributed_strategy", choices=STRATEGIES, default="ddp",
                    help="under torchrun with several processes: ddp (a model replica per "
                    "device) or fsdp (parameters, gradients and optimiser state sharded over "
-                   "the devices; no --resume)")
+                   "the devices)")
 
     g = p.add_argument_group("what to do")
     g.add_argument("--do_train", action="store_true", help="train (modes that train)")
@@ -161,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--report_to", choices=REPORT_TO, default="none",
                    help="curves while it trains: tensorboard (event files in the run folder's "
                    "tensorboard/) or wandb; each needs its package (the extra of that name)")
+    g.add_argument("--keep_previous", type=int, default=3,
+                   help="earlier runs of the same name kept as <run>.prev-<time> (oldest "
+                   "removed first; 0: none)")
 
     g = p.add_argument_group("distillation")
     g.add_argument(
@@ -323,6 +325,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
                             f"{MIN_MAX_LENGTH} (the model's own limit is checked on loading)")
     if not 0 <= args.seed < 2**32:
         raise MiniDiscError(f"--seed {args.seed}: must be in [0, 2**32)")
+    if args.keep_previous < 0:
+        raise MiniDiscError(f"--keep_previous {args.keep_previous}: must be 0 or more")
     if re.search(r"[/\\\0]", args.model_suffix) or args.model_suffix in (".", ".."):
         raise MiniDiscError(f"--model_suffix {args.model_suffix!r}: must be a plain name (it "
                             "becomes part of the run folder's name)")
@@ -398,9 +402,6 @@ def _check_scale(args: argparse.Namespace) -> None:
 
         if args.use_cpu or not torch.cuda.is_available():
             raise MiniDiscError("--teacher_dtype fp16 needs CUDA (on the CPU use bf16)")
-    if args.distributed_strategy == "fsdp" and args.resume:
-        raise MiniDiscError("--resume is not available with --distributed_strategy fsdp "
-                            "(its training state is sharded and not saved)")
 
 
 def validate(args: argparse.Namespace) -> argparse.Namespace:
@@ -498,31 +499,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # --- the teacher, read from its files (called by modes.common.prepare, before any output) ---
 
 
-def _weight_names(folder: Path) -> set[str] | None:
-    """Tensor names of a checkpoint, from a weights index or the safetensors header (no tensor
-    is read); None when they cannot be listed (loading will say what is wrong)."""
-    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        if (folder / index).is_file():
-            try:
-                return set(json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"])
-            except (OSError, ValueError, KeyError, TypeError):
-                return None
-    try:
-        if (folder / "model.safetensors").is_file():
-            from safetensors import safe_open
-
-            with safe_open(folder / "model.safetensors", "pt") as f:
-                return set(f.keys())
-        if (folder / "pytorch_model.bin").is_file():
-            import torch
-
-            return set(torch.load(folder / "pytorch_model.bin", map_location="cpu",
-                                  weights_only=True, mmap=True))
-    except Exception:  # noqa: BLE001 -- safetensors/torch raise many kinds; loading reports
-        return None
-    return None
-
-
 def _task_flags(args: argparse.Namespace) -> str:
     """The flags that name this run's task and data, for a command the user can copy."""
     from minidisc.data.tasks import CUSTOM, CUSTOM_FLAGS
@@ -551,7 +527,7 @@ def check_teacher(args: argparse.Namespace, path: Path, task: Task) -> None:
     training data's labels; each refusal names the step to run. A different label count is
     load_model's check."""
     from minidisc.compression.losses import objective_for
-    from minidisc.models import check_family, read_config
+    from minidisc.models import check_family, read_config, untrained_head
 
     flag, where = "--teacher_model_path", shlex.quote(str(path))
     check_family(args.model_type, path, flag)
@@ -560,12 +536,12 @@ def check_teacher(args: argparse.Namespace, path: Path, task: Task) -> None:
     # ftbert_* (objective ft) only starts from the teacher's weights: a pretrained one will do
     teaches = args.mode == "sparsify" or objective_for(args.model_type,
                                                        args.objective).needs_teacher
-    names = _weight_names(path)
-    if teaches and names is not None and not any(n.startswith("classifier.") for n in names):
+    untrained = untrained_head(args.model_type, path, flag) if teaches else []
+    if untrained:
         raise MiniDiscError(
-            f"{flag} {path}: its classification head is not trained: finetune it first: "
+            f"{flag} {path}: its task head is not trained: finetune it first: "
             f"python run.py --mode finetune {_task_flags(args)} --teacher_model_path {where}, "
-            "then pass the run folder it writes (its weights have no classifier: a plain "
+            f"then pass the run folder it writes (its weights have no {untrained[0]}: a plain "
             "pretrained model?)")
     config = read_config(path, flag)
     if _needs_map(args) and not config.get("sparsity_map"):

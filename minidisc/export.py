@@ -47,7 +47,7 @@ from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.data import pipeline
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import atomic_write, write_json
-from minidisc.models import check_checkpoint, read_config
+from minidisc.models import check_checkpoint, check_loaded, read_config
 from minidisc.models.families import accepted, family_of_config, head_kind
 from minidisc.predict import task_for
 from minidisc.training.evaluate import evaluate
@@ -95,10 +95,7 @@ def load_student(path: str | Path) -> nn.Module:
     except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MiniDiscError(f"student {p}: cannot load weights: {first}") from None
-    bad = sorted(info["missing_keys"]) + sorted(str(k) for k in info["mismatched_keys"])
-    if bad:
-        raise MiniDiscError(f"student {p}: weights missing or misshapen in the checkpoint: "
-                            f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}")
+    check_loaded(model, info, f"student {p}", new_head=False)
     return model.eval()
 
 

@@ -4,6 +4,7 @@ resume state, predictions, ONNX models, downloads) appears whole or not at all."
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,22 +49,54 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     _remove(tmp)
     try:
         yield tmp
+        crash_point(f"{path.name}.written")
         _flush(tmp)
         if tmp.is_dir() and path.is_dir():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             _remove(old)
             os.replace(path, old)
+            crash_point(f"{path.name}.moved")
             try:
                 os.replace(tmp, path)
             except OSError:
                 os.replace(old, path)
                 raise
+            crash_point(f"{path.name}.replaced")
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
         _fsync(path.parent)
+        crash_point(f"{path.name}.done")
     finally:
         _remove(tmp)
+
+
+def recover_writes(folder: str | Path) -> None:
+    """Undo what a kill left of atomic_writes under `folder` (another process's, so their
+    names hold another pid): a folder swapped out but never replaced goes back in place;
+    temporaries and superseded copies go."""
+    for scratch in sorted(Path(folder).rglob(".*.old-*")) + sorted(Path(folder).rglob(".*.tmp-*")):
+        kind = ".old-" if ".old-" in scratch.name else ".tmp-"
+        target = scratch.with_name(scratch.name[1:].rsplit(kind, 1)[0])
+        if kind == ".old-" and not target.exists():
+            os.replace(scratch, target)
+        elif scratch.exists():
+            _remove(scratch)
+
+
+# Test-only: "<point>:<n>" ends the process (os._exit, as a SIGKILL would) the n-th time it
+# reaches `crash_point(point)`: the resume tests kill a run inside each write (points
+# `<file name>.written`, `.moved`, `.replaced`, `.done`).
+CRASH_AT = "MINIDISC_TEST_CRASH_AT"
+_reached: Counter[str] = Counter()
+
+
+def crash_point(point: str) -> None:
+    at = os.environ.get(CRASH_AT)
+    if at:
+        _reached[point] += 1
+        if at == f"{point}:{_reached[point]}":
+            os._exit(137)
 
 
 def write_text(path: str | Path, text: str) -> None:

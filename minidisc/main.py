@@ -23,29 +23,39 @@ def configure_logging() -> None:
 
 def execute(argv: Sequence[str] | None = None) -> dict:
     """Run one mode; raise MiniDiscError on bad input. Returns the results record."""
-    from minidisc import card
     from minidisc.cli import parse_args
-    from minidisc.files import write_json
     from minidisc.modes import MODES
-    from minidisc.modes.common import prepare
-    from minidisc.training import reporting
-    from minidisc.training.outputs import RESULTS, RunFolder, provenance
-    from minidisc.training.state import load_state, stop_on_signals
+    from minidisc.training.state import stop_on_signals
 
     args = parse_args(argv)
     if args.mode not in MODES:
         raise MiniDiscError(f"--mode {args.mode} is not implemented yet")
+    with stop_on_signals() as stop:
+        return _run(args, MODES[args.mode], stop, argv)
+
+
+def _run(args, mode, stop, argv: Sequence[str] | None) -> dict:
+    """The run inside the signal handlers: a signal before the run folder exists (while
+    data and models are read) stops it at once, with nothing written."""
+    from minidisc import card
+    from minidisc.files import write_json
+    from minidisc.modes.common import prepare
+    from minidisc.training import reporting
+    from minidisc.training.outputs import RESULTS, RunFolder, provenance
+    from minidisc.training.state import load_state, run_config
+
     ctx = prepare(args)
-    with RunFolder(ctx.run_dir, ctx.rt.is_main, args.resume) as folder, \
-            stop_on_signals() as stop, \
+    with RunFolder(ctx.run_dir, ctx.rt.is_main, args.resume, args.keep_previous,
+                   run_config(args)) as folder, \
             reporting.open_reporter(args.report_to, folder, ctx.rt.is_main) as reporter:
-        ctx.folder, ctx.stop, ctx.reporter = folder, stop, reporter
+        ctx.folder = stop.folder = folder
+        ctx.stop, ctx.reporter = stop, reporter
         reporter.run_config(vars(args))
         if args.resume:
             ctx.restore(load_state(folder))
         if ctx.rt.is_main:
             ctx.explain()
-        results = MODES[args.mode](ctx, folder)
+        results = mode(ctx, folder)
         wall = ctx.wall()
         results = {"mode": args.mode, "task": args.task_name,
                    "selection_metric": args.selection_metric, **results,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import string
 import sys
 from pathlib import Path
@@ -44,6 +45,22 @@ def make_tiny_bert(folder: Path, layers: int = 2) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def head_teacher(tiny_bert, tmp_path_factory) -> Path:
+    """A tiny BERT with a task head (sparsify needs one; trained or not is not the point)."""
+    folder = tmp_path_factory.mktemp("head_teacher") / "teacher"
+    from minidisc.models.sparse_bert import SparseBertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = SparseBertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    model.config.architectures = ["SparseBertForSequenceClassification"]
+    model.save_pretrained(folder)
+    for f in tiny_bert.iterdir():
+        if "token" in f.name or f.name == "vocab.txt":
+            shutil.copy(f, folder / f.name)
+    return folder
 
 
 def sentiment_rows(n: int, seed: int) -> list[tuple[str, int]]:

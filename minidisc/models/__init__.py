@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -146,18 +147,99 @@ def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def load_model(model_type: str, path: str | Path, task: Task, flag: str) -> nn.Module:
-    """Load a checkpoint folder of `model_type`'s family for `task` (offline); the config gets
-    the task's label names, so every checkpoint saved from it carries them."""
-    p = check_checkpoint(path, flag)
-    family = check_family(model_type, p, flag)
+def _config(family: Family, p: Path, flag: str) -> Any:
     try:
-        config = family.config_class.from_dict(read_config(p, flag))
+        return family.config_class.from_dict(read_config(p, flag))
     except MiniDiscError:
         raise
     except Exception as e:  # values of the wrong type in an otherwise valid JSON
         raise MiniDiscError(f"{flag} {p / 'config.json'}: not a usable {family.label} config "
                             f"({_first_line(e)})") from None
+
+
+def _in_body(model: nn.Module, key: str) -> bool:
+    """Whether a weight name belongs to the pretrained body (embeddings, encoder) rather than
+    a task head: anything outside the base model, and the base model's pooler, is head (a
+    BERT classifier pools; a checkpoint without a pooler gets a new one with its head)."""
+    prefix = f"{model.base_model_prefix}."
+    top = key.removeprefix(prefix).split(".", 1)[0]
+    body = {name for name, _ in model.base_model.named_children()} - {"pooler"}
+    return top in body
+
+
+def _keys(keys: list[str]) -> str:
+    return f"{', '.join(keys[:4])}{f' ... ({len(keys)} in all)' if len(keys) > 4 else ''}"
+
+
+def check_loaded(model: nn.Module, info: dict[str, Any], where: str, new_head: bool) -> None:
+    """Refuse a load that left weights random or dropped weights of the body: `info` is
+    transformers' loading info. A missing task head is expected only where the mode trains a
+    new one (`new_head`; said in the log); an unused head of the checkpoint (a pretraining
+    head, a pooler the token model has none of) is dropped silently."""
+    missing = sorted(info["missing_keys"])
+    head = [k for k in missing if new_head and not _in_body(model, k)]
+    missing = [k for k in missing if k not in head]
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info["mismatched_keys"])
+    if missing or mismatched:
+        raise MiniDiscError(f"{where}: weights missing or misshapen in the checkpoint (they "
+                            f"would be random): {_keys(missing + mismatched)}")
+    unexpected = sorted(k for k in info["unexpected_keys"] if _in_body(model, k))
+    if unexpected:
+        raise MiniDiscError(f"{where}: weights in the checkpoint that this model has no place "
+                            f"for (another architecture or size?): {_keys(unexpected)}")
+    if head:
+        logger.info("%s: a new task head is initialised (not in the checkpoint): %s", where,
+                    _keys(head))
+
+
+def weight_names(folder: Path) -> set[str] | None:
+    """Tensor names of a checkpoint, from a weights index or the safetensors header (no tensor
+    is read); None when they cannot be listed (loading will say what is wrong)."""
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            try:
+                return set(json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    try:
+        if (folder / "model.safetensors").is_file():
+            from safetensors import safe_open
+
+            with safe_open(folder / "model.safetensors", "pt") as f:
+                return set(f.keys())
+        if (folder / "pytorch_model.bin").is_file():
+            return set(torch.load(folder / "pytorch_model.bin", map_location="cpu",
+                                  weights_only=True, mmap=True))
+    except Exception:  # noqa: BLE001 -- safetensors/torch raise many kinds; loading reports
+        return None
+    return None
+
+
+def untrained_head(model_type: str, path: Path, flag: str) -> list[str]:
+    """The task-head weights of `model_type` that the checkpoint at `path` lacks (whatever the
+    head's names: classifier, RoBERTa's dense/out_proj, EncT5's prompt and decoder, BERT's
+    pooler), read from the file headers and a weightless (meta) model; [] when the weight
+    names cannot be listed (loading then says what is wrong)."""
+    names = weight_names(path)
+    if names is None:
+        return []
+    family, _, kind = parse_model_type(model_type)
+    config = _config(family, path, flag)
+    with torch.device("meta"):
+        model = family.task_classes[kind](config)
+    prefix = f"{model.base_model_prefix}."
+    return sorted(k for k in model.state_dict() if not _in_body(model, k)
+                  and k not in names and k.removeprefix(prefix) not in names)
+
+
+def load_model(model_type: str, path: str | Path, task: Task, flag: str,
+               new_head: bool = False) -> nn.Module:
+    """Load a checkpoint folder of `model_type`'s family for `task` (offline); the config gets
+    the task's label names, so every checkpoint saved from it carries them. Every weight the
+    model has must come from the checkpoint (`new_head`: but a task head; check_loaded)."""
+    p = check_checkpoint(path, flag)
+    family = check_family(model_type, p, flag)
+    config = _config(family, p, flag)
     # the model type's family picks the classes, its prefix only the objective (losses.py)
     cls = family.task_classes[parse_model_type(model_type)[2]]
     if head_kind(config.architectures) is not None and config.num_labels != task.num_labels:
@@ -171,9 +253,10 @@ def load_model(model_type: str, path: str | Path, task: Task, flag: str) -> nn.M
     config.label2id = {lab: i for i, lab in enumerate(names)}
     config.task_name = task.name
     try:
-        model = cls.from_pretrained(p, config=config)
+        model, info = cls.from_pretrained(p, config=config, output_loading_info=True)
     except MiniDiscError:
         raise
     except Exception as e:  # torch, safetensors and transformers raise many kinds
         raise MiniDiscError(f"{flag} {p}: cannot load weights: {_first_line(e)}") from None
+    check_loaded(model, info, f"{flag} {p}", new_head)
     return model

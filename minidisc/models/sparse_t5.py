@@ -306,6 +306,13 @@ class SparseT5PreTrainedModel(T5PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"^(transformer\.)?decoder\.block\.[1-9]",
                                           r"relative_attention_bias", r"lm_head", r"embed_tokens"]
 
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        """Every module through `_init_weights`: transformers skips a remote-code module whose
+        own (non-recursive) parameters are all loaded, and the attention and FFN modules
+        below own none (their Linears do), so a checkpoint without the EncT5 decoder left it
+        as uninitialised memory. `init.*` skips each loaded tensor by itself."""
+        super()._initialize_weights(module, is_custom_code=False)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         cfg = self.config

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from minidisc.cli import check_teacher, parse_spec
+from minidisc.compression.losses import objective_for
 from minidisc.compression.students import check_specs
 from minidisc.data import pipeline
 from minidisc.data.pipeline import Split
@@ -46,7 +49,14 @@ from minidisc.training.loop import (
 from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
 from minidisc.training.reporting import Reporter
 from minidisc.training.runtime import Runtime, is_sharded, set_seed, setup
-from minidisc.training.state import StopFlag, rng_state, save_state, set_rng_state
+from minidisc.training.state import (
+    STATE_DIR,
+    StopFlag,
+    rng_state,
+    run_config,
+    save_state,
+    set_rng_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +190,10 @@ class Context:
         metrics, _ = self.evaluate_split(model, self.dev[0])
         return metrics
 
-    def load(self, path: str | Path, flag: str, model_type: str | None = None) -> nn.Module:
-        model = load_model(model_type or self.args.model_type, path, self.task, flag)
+    def load(self, path: str | Path, flag: str, model_type: str | None = None,
+             new_head: bool = False) -> nn.Module:
+        """`new_head`: the mode trains a task head the checkpoint may lack (load_model)."""
+        model = load_model(model_type or self.args.model_type, path, self.task, flag, new_head)
         return model.to(self.rt.device)
 
     def save(self, model: nn.Module, path: Path) -> None:
@@ -192,7 +204,9 @@ class Context:
 
     def load_teacher(self) -> tuple[nn.Module, dict[str, Any]]:
         """The frozen teacher in eval mode, and its dev metrics for the report."""
-        teacher = self.load(self.teacher_path, "--teacher_model_path").eval()
+        # an objective without a teacher (ftbert_*) starts from its weights: a head may be new
+        untaught = not objective_for(self.args.model_type, self.args.objective).needs_teacher
+        teacher = self.load(self.teacher_path, "--teacher_model_path", new_head=untaught).eval()
         teacher.requires_grad_(False)
         info = {"path": str(self.teacher_path),
                 "sparsity": float(getattr(teacher.config, "sparsity", 0) or 0),
@@ -212,24 +226,39 @@ class Context:
         """The shared loop with this run's state file: every evaluation saves the loop's state
         with the mode's `progress`; a `--resume`d run continues `stage` where it stopped."""
         saved = self.saved if self.saved and self.saved["stage"] == stage else None
-        if saved is not None:
-            set_rng_state(saved["rng"])
+        states = self.folder / STATE_DIR
+        if saved is not None:  # each process's own random stream (dropout draws per batch)
+            set_rng_state(saved.get("rng_by_rank", [saved["rng"]])[self.rt.rank])
             logger.info("resuming %s at step %d", desc, saved["trainer"]["fit"]["step"])
+            if "sharded" in saved["trainer"]:
+                saved["trainer"]["sharded"] = states / saved["trainer"]["sharded"]
 
         def on_state(trainer: dict[str, Any]) -> None:
-            save_state(self.folder, {"stage": stage, "trainer": trainer,
-                                     "progress": self.progress, "rng": rng_state(),
-                                     "wall_s": self.wall(), "eval_s": self.eval_time_s})
+            """Every process calls it (their RNGs; under FSDP their shards); rank 0 writes
+            the rest, naming the shards' folder, which only then replaces the earlier one."""
+            shards = None
+            if "sharded" in trainer:
+                shards = "sharded-{}-{}".format(re.sub(r"\W+", "_", stage),
+                                                 trainer["fit"]["step"])
+                self.rt.save_sharded(*trainer["sharded"], states / shards)
+                trainer = {**trainer, "sharded": shards}
+            rngs = self.rt.gather(rng_state())
+            if self.rt.is_main:
+                save_state(self.folder, {"stage": stage, "trainer": trainer,
+                                         "config": run_config(self.args),
+                                         "progress": self.progress, "rng": rngs[0],
+                                         "rng_by_rank": rngs, "wall_s": self.wall(),
+                                         "eval_s": self.eval_time_s})
+                for old in states.glob("sharded-*"):
+                    if old.name != shards:
+                        shutil.rmtree(old, ignore_errors=True)
 
         if self.args.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        # under FSDP the loop's state is sharded over the processes: not saved (no --resume)
-        keeps_state = self.rt.is_main and not self.rt.fsdp
         result = fit(model, self.train_loader(), train_step, evaluate,
                      self.train_config(epochs), self.rt, desc,
-                     resume=saved["trainer"] if saved else None,
-                     on_state=on_state if keeps_state else None, stop=self.stop,
-                     reporter=self.reporter.stage(stage))
+                     resume=saved["trainer"] if saved else None, on_state=on_state,
+                     stop=self.stop, reporter=self.reporter.stage(stage))
         self.saved = None
         return result
 

@@ -25,7 +25,7 @@ def build_student(ctx: Context, teacher: nn.Module, spec: tuple) -> nn.Module:
     elif kind == "sparsity":
         student = narrow(teacher, value)
     else:
-        student = ctx.load(value, "--layer_or_sparsity")
+        student = ctx.load(value, "--layer_or_sparsity", new_head=True)  # a pretrained one
     student.requires_grad_(True)
     return student.train()
 

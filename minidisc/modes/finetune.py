@@ -9,7 +9,7 @@ from minidisc.modes.common import Context
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
-    model = ctx.load(ctx.teacher_path, "--teacher_model_path")
+    model = ctx.load(ctx.teacher_path, "--teacher_model_path", new_head=ctx.args.do_train)
     if not ctx.args.do_train:
         return {"final": ctx.report(model, folder, str(ctx.teacher_path))}
 

@@ -11,7 +11,6 @@ from minidisc.compression.sparsity_map import make_prunable, sparsities, sparsit
 from minidisc.errors import MiniDiscError
 from minidisc.models.families import count_params
 from minidisc.modes.common import Context
-from minidisc.training.outputs import save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     for s, p in table.items():
         logger.info("sparsity %5s%%: encoder params %10d (%5.1f%% kept), total %10d",
                     s, p["encoder"], 100 * p["encoder"] / full, p["total"])
-    save_checkpoint(model, ctx.tokenizer, folder / "model")
+    ctx.save(model, folder / "model")
     return {
         "dev_before_reorder": before,
         "dev_after_reorder": after,

@@ -203,8 +203,11 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
     params = [p for group in param_groups(model, 0.0) for p in group["params"]]
     st = FitState()
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
+        if "sharded" in resume:  # FSDP: the shards' folder (Runtime.save_sharded)
+            rt.load_sharded(model, optimizer, resume["sharded"])
+        else:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
         st = FitState(**resume["fit"])
@@ -216,14 +219,18 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
 
     def snapshot() -> dict[str, Any]:
         st.wall_time_s = wall_before + time.perf_counter() - start
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+        # FSDP: the weights and AdamW state are sharded; on_state has each process save its
+        weights = ({"sharded": (model, optimizer)} if rt.fsdp else
+                   {"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+        return {**weights, "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "fit": dataclasses.asdict(st)}
 
     running = 0.0
-    # log lines print above the bar, not through it
+    # log lines print above the bar, not through it; a signal waits for the step's end
+    deferred = stop.deferred() if stop is not None else contextlib.nullcontext()
     with logging_redirect_tqdm(), tqdm(total=total, initial=st.step, desc=desc,
-                                       disable=not rt.is_main, dynamic_ncols=True) as bar:
+                                       disable=not rt.is_main, dynamic_ncols=True) as bar, \
+            deferred:
         model.train()
         while st.step < total and not st.stopped_early:
             if replay:  # the epoch the state was saved in: same order, skip what was done
@@ -290,7 +297,7 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                         st.stopped_early = True
                     if on_state is not None:
                         on_state(snapshot())
-                if stop:
+                if stop is not None and rt.any(bool(stop)):
                     if on_state is not None:
                         on_state(snapshot())
                     raise stop.interrupted(resumable=on_state is not None)

@@ -11,6 +11,7 @@ Each run folder keeps its own log (`run.log`) and results.json records where the
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -22,8 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import MiniDiscError
-from minidisc.files import atomic_write
-from minidisc.training.state import STATE_DIR
+from minidisc.files import atomic_write, recover_writes
+from minidisc.training.state import (
+    STATE_DIR,
+    Interrupted,
+    check_config,
+    load_state,
+    signals_deferred,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -138,7 +145,7 @@ def save_checkpoint(model: nn.Module, tokenizer: PreTrainedTokenizerBase, path: 
                     state: dict[str, torch.Tensor] | None = None) -> None:
     """Write a from_pretrained-loadable folder, replacing an older one only once complete;
     `state`: the weights to write when the model's own are sharded (FSDP)."""
-    with atomic_write(path) as tmp:
+    with signals_deferred(), atomic_write(path) as tmp:  # a signal waits for the swap
         model.save_pretrained(tmp, state_dict=state)
         tokenizer.save_pretrained(tmp)
 
@@ -178,10 +185,13 @@ class RunFolder:
     to on --resume), so the log moves into place with the run.
     """
 
-    def __init__(self, final: Path, is_main: bool = True, resume: bool = False):
+    def __init__(self, final: Path, is_main: bool = True, resume: bool = False,
+                 keep_previous: int = 3, config: dict[str, Any] | None = None):
         self.final = final
         self.is_main = is_main
         self.resume = resume
+        self.keep_previous = keep_previous
+        self.config = config  # a resumed run's must be the saved state's (check_config)
         self.staging = final.with_name(f".{final.name}.staging-{os.getpid()}")
         self.lock = RunLock(final)
         self._made: list[Path] = []  # folders this run created, deepest first
@@ -195,22 +205,38 @@ class RunFolder:
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def __enter__(self) -> Path:
+        """The main process takes the lock and makes (or, resuming, adopts) the staging
+        folder; under torchrun every other process is told its path (one folder per run, so
+        every rank resumes from the same state) and writes nothing."""
+        failed: BaseException | None = None
         if self.is_main:
-            parent = self.final.parent
-            self._made = [p for p in (parent, *parent.parents) if not p.exists()]
             try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise MiniDiscError(f"--output_dir {parent}: cannot write ({e.strerror})") from None
-            self.lock.acquire()  # before anything is read or written under this run's name
+                self._enter_main()
+            except BaseException as e:  # the other ranks still wait for the path
+                failed = e
+        shared = _from_main(None if failed else str(self.staging))
+        if failed is not None:
+            raise failed
+        if shared is None:
+            raise MiniDiscError("the main process (rank 0) could not start the run (its "
+                                "error is above)")
+        self.staging = Path(shared)
+        return self.staging
+
+    def _enter_main(self) -> None:
+        parent = self.final.parent
+        self._made = [p for p in (parent, *parent.parents) if not p.exists()]
         try:
-            staging = self._enter()
-            if self.is_main:
-                self._open_log()
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MiniDiscError(f"--output_dir {parent}: cannot write ({e.strerror})") from None
+        self.lock.acquire()  # before anything is read or written under this run's name
+        try:
+            self._enter()
+            self._open_log()
         except BaseException:
             self._release()
             raise
-        return staging
 
     def _open_log(self) -> None:
         """Send the package's records to run.log; INFO is recorded even where the console
@@ -246,29 +272,34 @@ class RunFolder:
             except OSError:
                 break
 
-    def _enter(self) -> Path:
+    def _enter(self) -> None:
         if self.resume:
             earlier = self.interrupted()
             if not earlier:
                 raise MiniDiscError(f"--resume: no interrupted run of {self.final.name} in "
                                     f"{self.final.parent} (none saved a state yet)")
-            if self.is_main:
-                os.replace(earlier[0], self.staging)
-            return self.staging
-        if self.is_main:
-            try:
-                self.staging.mkdir(parents=True, exist_ok=False)
-            except OSError as e:
-                raise MiniDiscError(
-                    f"--output_dir {self.final.parent}: cannot write ({e.strerror})") from None
-        return self.staging
+            if self.config is not None:  # before anything is touched
+                saved = load_state(earlier[0]) or {}
+                check_config(saved.get("config"), self.config, earlier[0])
+            os.replace(earlier[0], self.staging)
+            recover_writes(self.staging)  # a checkpoint or state write the kill cut short
+            return
+        try:
+            self.staging.mkdir(parents=True, exist_ok=False)
+        except OSError as e:
+            raise MiniDiscError(
+                f"--output_dir {self.final.parent}: cannot write ({e.strerror})") from None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.is_main:
             return
         self._close_log(exc)
         try:
-            self._exit(exc_type, exc)
+            with signals_deferred():  # the staging folder moves into place whole
+                self._exit(exc_type, exc)
+        except Interrupted as e:  # a signal while a finished run was being published
+            raise Interrupted(e.code - 128, False, f"the run had finished: it is complete in "
+                              f"{self.final}") from None
         finally:
             self._release()
 
@@ -276,13 +307,39 @@ class RunFolder:
         if exc_type is not None:
             if getattr(exc, "keeps_state", False):  # say where, on the error's one line
                 exc.args = (f"{exc} (state and last good checkpoints: {self.staging})",)
-            else:
-                shutil.rmtree(self.staging, ignore_errors=True)
+            elif not (self.resume and (self.staging / STATE_DIR).is_dir()):
+                shutil.rmtree(self.staging, ignore_errors=True)  # (a resumed run's state stays)
             return
         shutil.rmtree(self.staging / STATE_DIR, ignore_errors=True)  # a finished run needs none
         if self.final.exists():
             stamp = time.strftime("%Y%m%d-%H%M%S")
             backup = self.final.with_name(f"{self.final.name}.prev-{stamp}")
+            n = 1
+            while backup.exists():  # two runs within a second
+                backup, n = self.final.with_name(f"{self.final.name}.prev-{stamp}-{n}"), n + 1
             os.replace(self.final, backup)
             logger.info("an earlier run was kept as %s", backup)
         os.replace(self.staging, self.final)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the newest --keep_previous earlier runs (their names sort by time), only once
+        this run is in place."""
+        prefix = f"{self.final.name}.prev-"
+        kept = sorted(self.final.parent.glob(f"{glob.escape(prefix)}*"),  # -<n>: same second
+                      key=lambda p: (p.name[:len(prefix) + 15], len(p.name), p.name))
+        for old in kept[:max(0, len(kept) - self.keep_previous)]:
+            shutil.rmtree(old, ignore_errors=True)
+            logger.info("removed the earlier run %s (--keep_previous %d)", old,
+                        self.keep_previous)
+
+
+def _from_main(value: str | None) -> str | None:
+    """`value` as the main process has it, on every process of a torchrun (a collective)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -14,8 +14,10 @@ import copy
 import logging
 import os
 import random
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -104,6 +106,54 @@ class Runtime:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+    def save_sharded(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     folder: Path) -> None:
+        """FSDP: every process writes its shards of the model and AdamW state into `folder`
+        with torch.distributed.checkpoint (a collective), replacing it only once complete."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        if self.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.barrier()
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp)
+        self.barrier()
+        if self.is_main:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        self.barrier()
+
+    def load_sharded(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     folder: Path) -> None:
+        """The inverse of `save_sharded`, each process reading its own shards."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        dcp.load(state, checkpoint_id=folder)
+        set_state_dict(model, optimizer, model_state_dict=state["model"],
+                       optim_state_dict=state["optim"])
+
+    def gather(self, obj: object) -> list:
+        """Every process's `obj`, in rank order, on every process (a collective)."""
+        if not self.distributed:
+            return [obj]
+        out: list = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def any(self, flag: bool) -> bool:
+        """Whether any process says `flag` (a collective): a stop request reaches one rank
+        before another, and they must all save and stop at the same step."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
 
 def model_inputs(batch: dict[str, torch.Tensor], rt: Runtime) -> dict[str, torch.Tensor]:

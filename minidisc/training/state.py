@@ -8,8 +8,12 @@ bests, the kept TA). Everything in it loads with `weights_only=True`.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import os
 import random
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,15 +37,47 @@ class NumericalError(MiniDiscError):
 
 
 class Interrupted(MiniDiscError):
-    """Ctrl-C or SIGTERM during training: the state was saved; `--resume` continues."""
+    """Ctrl-C or SIGTERM: exit 128 + the signal (130, 143). A run that saved a state keeps its
+    folder (`--resume` continues); one that saved none leaves nothing behind."""
 
-    def __init__(self, signum: int, resumable: bool):
-        how = ("run the same command with --resume to continue" if resumable
-               else "no state was saved yet (nothing to resume)")
+    def __init__(self, signum: int, resumable: bool, how: str | None = None):
+        how = how or ("run the same command with --resume to continue" if resumable
+                      else "no state was saved yet (nothing to resume)")
         super().__init__(f"interrupted by {signal.Signals(signum).name}: {how}")
         self.code = 128 + signum
+        self.keeps_state = resumable
 
-    keeps_state = True
+
+# Flags that change what a run writes or where, not what it computes: a --resume may differ
+# in these (the run's name, the launcher's rank, the final report's extra test/predictions).
+OUTPUT_ONLY = frozenset({"output_dir", "model_suffix", "resume", "keep_previous", "local_rank",
+                         "do_test", "do_infer", "report_to"})
+
+
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The resolved flags that decide a run's computation, recorded with its state so that a
+    --resume can be checked against them (plain values: the state loads weights_only)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
+
+    flags = {k: plain(v) for k, v in sorted(vars(args).items()) if k not in OUTPUT_ONLY}
+    return {**flags, "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # torchrun's
+
+
+def check_config(saved: dict[str, Any] | None, now: dict[str, Any], where: Path) -> None:
+    """A --resume must compute what the interrupted run computed: one line naming each flag
+    that differs, with the value then and now."""
+    if saved is None:  # a state saved before configurations were recorded
+        return
+    diff = [f"{'torchrun processes' if k == 'processes' else '--' + k} {saved.get(k)!r} then, "
+            f"{now.get(k)!r} now"
+            for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
+    if diff:
+        raise MiniDiscError(f"--resume: the interrupted run in {where} was started with other "
+                            f"flags: {'; '.join(diff)} (resume with its flags, or start anew "
+                            "without --resume)")
 
 
 def rng_state() -> dict[str, Any]:
@@ -69,9 +105,10 @@ def state_path(folder: Path) -> Path:
 def save_state(folder: Path, state: dict[str, Any]) -> None:
     """Written atomically: a kill while writing leaves the previous state intact."""
     path = state_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    with signals_deferred():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp:
+            torch.save(state, tmp)
 
 
 def load_state(folder: Path) -> dict[str, Any] | None:
@@ -86,34 +123,67 @@ def load_state(folder: Path) -> dict[str, Any] | None:
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop checks it between optimiser steps."""
+    """Set by SIGINT/SIGTERM. Outside a deferred block the signal stops the run at once (an
+    evaluation, sparsify's importance pass: nothing there to save); inside one (the training
+    loop, every write of a checkpoint, state or record) it waits for the block's end, so no
+    file is left half-written, and the loop first saves its state at the step's end.
+    `folder`: the run's staging folder, whose saved state says whether --resume can go on."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.depth = 0
+        self.folder: Path | None = None
+        self.raised = False  # the run is stopping already: later signals change nothing
 
     def __bool__(self) -> bool:
         return self.signum is not None
 
-    def interrupted(self, resumable: bool) -> Interrupted:
+    def interrupted(self, resumable: bool | None = None) -> Interrupted:
+        if resumable is None:
+            resumable = self.folder is not None and state_path(self.folder).is_file()
+        self.raised = True
         return Interrupted(self.signum or signal.SIGINT, resumable)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if self.depth == 0 and self.signum is not None and not self.raised:
+            raise self.interrupted()
+
+
+_ACTIVE: list[StopFlag] = []  # the flag of the run in progress (stop_on_signals)
+
+
+def signals_deferred() -> contextlib.AbstractContextManager[None]:
+    """For a write that must not be cut in half: a signal meanwhile takes effect after it."""
+    return _ACTIVE[-1].deferred() if _ACTIVE else contextlib.nullcontext()
 
 
 @contextmanager
-def stop_on_signals():
-    """Within the block, Ctrl-C and SIGTERM ask the loop to save and stop instead of killing
-    it mid-write. Only the main thread can install handlers; elsewhere nothing changes."""
+def stop_on_signals() -> Iterator[StopFlag]:
+    """Within the block Ctrl-C and SIGTERM raise `Interrupted` (exit 130 / 143), deferred
+    where StopFlag says. Only the main thread can install handlers; elsewhere the flag is
+    never set."""
     flag = StopFlag()
 
     def handler(signum, _frame):
         flag.signum = signum
+        if flag.depth == 0 and not flag.raised:
+            raise flag.interrupted()
 
     try:
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
         yield flag
         return
+    _ACTIVE.append(flag)
     try:
         yield flag
     finally:
+        _ACTIVE.remove(flag)
         for s, h in old.items():
             signal.signal(s, h)

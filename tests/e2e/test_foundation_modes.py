@@ -91,7 +91,7 @@ def _fails(capsys, args, message, out):
     ("unknown_model_type", "invalid choice: 'bigbert'"),
     ("bad_metric", "--selection_metric 'f1' is not reported for task sst2"),
     ("bad_teacher", "--teacher_model_path"),
-    ("untrained_head_minidisc", "its classification head is not trained: finetune it first"),
+    ("untrained_head_minidisc", "its task head is not trained: finetune it first"),
     ("sparsify_needs_teacher", "--mode sparsify needs --teacher_model_path"),
 ])
 def test_bad_input_exits_2(case, message, tiny_bert, sst2_dir, tmp_path, capsys):

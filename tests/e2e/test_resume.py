@@ -194,3 +194,80 @@ def test_minidisc_numerical_fault_names_the_candidate(teacher, tmp_path, capsys,
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert "candidate 90S" in errors[0] and "at step" in errors[0]
+
+
+# --- a kill inside any write of the state or of the best checkpoint ------------------------
+
+# the state is trainer.pt, the best checkpoint model/; "model.done:2": between the second best
+# checkpoint and the state saved after it
+KILL_POINTS = ["trainer.pt.written:11", "model.moved:3", "model.replaced:3", "model.done:2"]
+
+
+def _run_folder(out: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    (run,) = [p for p in out.iterdir() if not p.name.startswith(".") and ".prev-" not in p.name]
+    return (json.loads((run / "results.json").read_text()),
+            load_file(run / "model" / "model.safetensors"))
+
+
+def test_finetune_killed_inside_any_write_resumes_exactly(tiny_bert, tmp_path):
+    """The run is killed (os._exit, as SIGKILL) inside the n-th write of the loop's state or
+    of the best checkpoint, and between the two; each resumed run ends as the uninterrupted
+    one: same dev history, best step, final metrics and weights."""
+    from minidisc.files import CRASH_AT
+
+    data = write_sst2_task(tmp_path / "data", n_train=64)
+
+    def argv(out: Path) -> list[str]:
+        # 32 steps, 16 evaluations; it learns from step 20 on: bests at 2, 20, 24, ...
+        return _argv("finetune", data, tiny_bert, out, "--do_train", "--num_train_epochs", "8",
+                     "--num_patience_epochs", "100")
+
+    ref = _run(argv(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    want, weights = _run_folder(tmp_path / "ref")
+    assert len({h["score"] for h in want["train"]["history"]}) > 3  # several bests were saved
+    for point in KILL_POINTS:
+        out = tmp_path / point.replace(":", "_")
+        run = argv(out)
+        killed = subprocess.run(run, env={**ENV, CRASH_AT: point}, capture_output=True,
+                                text=True, timeout=600)
+        assert killed.returncode == 137, (point, killed.stderr[-2000:])
+        resumed = _run([*run, "--resume"])
+        assert resumed.returncode == 0, (point, resumed.stderr[-2000:])
+        got, got_weights = _run_folder(out)
+        assert got["train"]["history"] == want["train"]["history"], point
+        assert got["train"]["best_step"] == want["train"]["best_step"], point
+        assert got["final"] == want["final"], point
+        assert all(torch.equal(got_weights[k], weights[k]) for k in weights), point
+        assert sorted(p.name for p in out.iterdir()) == ["sparsebert_cls_finetune_sst2"], point
+        # nothing of the write the kill cut short is left in the run folder
+        assert not [p for p in out.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name], point
+
+
+def test_resume_with_other_flags_is_refused_and_touches_nothing(tiny_bert, tmp_path, capsys):
+    from minidisc.files import CRASH_AT
+    from minidisc.main import main
+
+    data = write_sst2_task(tmp_path / "data", n_train=64)
+    argv = _argv("finetune", data, tiny_bert, tmp_path / "out", "--do_train",
+                 "--num_train_epochs", "2")
+    killed = subprocess.run(argv, env={**ENV, CRASH_AT: "trainer.pt.done:2"},
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    (staging,) = (tmp_path / "out").glob(".*.staging-*")
+
+    def listing() -> list[tuple[str, int, int]]:
+        return sorted((str(p.relative_to(tmp_path)), p.stat().st_size, p.stat().st_mtime_ns)
+                      for p in (tmp_path / "out").rglob("*") if p.suffix != ".lock")
+
+    before = listing()
+    changed = [*argv[2:], "--resume", "--learning_rate", "1e-3", "--seed", "7"]
+    assert main(changed) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --resume:"), err
+    assert "--learning_rate 0.003 then, 0.001 now" in err[0]
+    assert "--seed 776 then, 7 now" in err[0]
+    assert listing() == before  # the interrupted run as it was (the dead run's lock taken)
+    # flags that change only what is written may differ
+    assert main([*argv[2:], "--resume", "--keep_previous", "1"]) == 0
+    assert not list((tmp_path / "out").glob(".*"))

@@ -102,8 +102,6 @@ def test_distill_with_bf16_teacher_and_checkpointing_runs_close_to_fp32(teacher_
     (["--mode", "distill", "--layer_or_sparsity", "1L", "--teacher_dtype", "fp16",
       "--use_cpu"], "--teacher_dtype fp16 needs CUDA"),
     (["--mode", "finetune", "--teacher_dtype", "bf16"], "--teacher_dtype is for the modes"),
-    (["--mode", "distill", "--layer_or_sparsity", "1L", "--distributed_strategy", "fsdp",
-      "--resume"], "--resume is not available with --distributed_strategy fsdp"),
     (["--mode", "distill", "--distributed_strategy", "zero"], "invalid choice"),
 ])
 def test_scale_flags_refused_up_front(teacher_with_head, tmp_path, capsys, flags, message):
