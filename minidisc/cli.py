@@ -46,6 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from minidisc.compression.losses import OBJECTIVES  # torch: not needed to list MODES
+    from minidisc.compression.schedule import TRADEOFFS
     from minidisc.models.families import MODEL_TYPES
 
     p = _Parser(
@@ -131,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dev metric that picks the best checkpoint; default: the task's own",
     )
+    g.add_argument(
+        "--selection_split", default=None,
+        help="N training examples (a count, or a fraction < 1) set aside per --seed "
+        "(stratified by label; by sentence for tagging) and never trained on: checkpoints, "
+        "early stopping, importance and MiniDisc's TA choice are decided on them and dev is "
+        "only reported. Default: decide on dev, like the reference")
     g.add_argument("--seed", type=int, default=776, help="random seed (data order, init)")
     g.add_argument("--gradient_checkpointing", action="store_true",
                    help="recompute each encoder layer's activations in the backward instead of "
@@ -186,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--target_sparsity", type=float, default=90, help="minidisc: student sparsity")
     g.add_argument("--lam", type=float, default=0.2, help="minidisc: lambda of the tradeoff")
+    g.add_argument(
+        "--tradeoff", choices=TRADEOFFS, default="metric",
+        help="minidisc: the performance term the lambda-tradeoff adds lam*s/100 to: metric "
+        "(the selection metric; the reference), normalized ((metric - constant-prediction "
+        "metric) / (teacher's - constant-prediction metric)) or likelihood (the mean "
+        "log-likelihood of the gold labels)")
+    g.add_argument(
+        "--choice_confidence", type=float, default=None,
+        help="minidisc: keep a TA only when a paired bootstrap over the selection examples "
+        "gives P(its tradeoff > the target's) >= this (in (0.5, 1]); while undecided, or "
+        "while every candidate scores as a constant prediction, the search trains on (up to "
+        "--num_train_epochs). Default: the plain argmax (the reference)")
     g.add_argument(
         "--temperature", type=float, default=1.0, help="distillation temperature T"
     )
@@ -475,6 +494,13 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         if k < 0:
             raise MiniDiscError(f"--sandwich_k {args.sandwich_k!r}: use 'all' or a whole "
                                 "number >= 0")
+    if args.selection_split is not None:
+        from minidisc.data.selection import parse_size
+
+        args.selection_split = parse_size(args.selection_split)
+    if args.choice_confidence is not None and not 0.5 < args.choice_confidence <= 1:
+        raise MiniDiscError(f"--choice_confidence {args.choice_confidence:g}: must be in "
+                            "(0.5, 1] (a probability that the TA beats the target)")
     if args.use_fp16 and args.use_bf16:
         raise MiniDiscError("--use_fp16 and --use_bf16 exclude each other: pick one")
     _check_scale(args)

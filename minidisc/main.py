@@ -58,7 +58,8 @@ def _run(args, mode, stop, argv: Sequence[str] | None) -> dict:
         results = mode(ctx, folder)
         wall = ctx.wall()
         results = {"mode": args.mode, "task": args.task_name,
-                   "selection_metric": args.selection_metric, **results,
+                   "selection_metric": args.selection_metric,
+                   "selection": ctx.selection_record(), **results,
                    "wall_time_s": wall, "eval_time_s": ctx.eval_time_s,
                    "eval_share": ctx.eval_time_s / wall if wall > 0 else 0.0,
                    "provenance": provenance(ctx.started_at, ctx.models), "args": vars(args)}

@@ -27,6 +27,7 @@ from minidisc.compression.losses import objective_for
 from minidisc.compression.students import check_specs
 from minidisc.data import pipeline
 from minidisc.data.pipeline import Split
+from minidisc.data.selection import SPLIT, fingerprint, split_off
 from minidisc.data.tasks import Task, resolve_task
 from minidisc.errors import MiniDiscError
 from minidisc.models import (
@@ -61,7 +62,7 @@ from minidisc.training.state import (
 logger = logging.getLogger(__name__)
 
 
-REPORT_KEYS = ("path", "sparsity", "num_layers", "params", "predictions")  # and split names
+REPORT_KEYS = ("path", "sparsity", "num_layers", "params", "predictions", SPLIT)  # and splits
 
 
 def run_name(args: argparse.Namespace) -> str:
@@ -98,6 +99,8 @@ class Context:
         timespec="seconds"))
     _majority: dict[str, tuple[str, float] | None] = field(default_factory=dict)
     reporter: Reporter = field(default_factory=Reporter)  # --report_to, set by main
+    # --selection_split: the training examples set aside to decide on (None: dev decides)
+    held_out: Split | None = None
 
     wall_before: float = 0.0  # seconds spent before a --resume
 
@@ -120,6 +123,20 @@ class Context:
     @property
     def selection(self) -> str:
         return self.args.selection_metric
+
+    @property
+    def select_split(self) -> Split:
+        """The split every decision is made on: --selection_split's, else the first dev set."""
+        return self.held_out or self.dev[0]
+
+    def selection_record(self) -> dict[str, Any]:
+        """For results.json: which split decided, and every split's size."""
+        splits = [s for s in (self.train, self.held_out, *self.dev) if s is not None]
+        out = {"split": self.select_split.name, "selection_split": self.args.selection_split,
+               "sizes": {s.name: len(s.examples) for s in splits}}
+        if self.held_out is not None:  # runs of one pipeline must show the same carve
+            out["examples_sha256"] = fingerprint(self.held_out.examples)
+        return out
 
     def eval_loader(self, split: Split) -> pipeline.EvalBatches:
         if split.name not in self._loaders:
@@ -158,7 +175,8 @@ class Context:
             origin = (f" (the final checkpoint of the run folder {m['run_folder']})"
                       if "run_folder" in m else "")
             logger.info("%s: %s%s", role, m["path"], origin)
-        splits = [s for s in (self.train, *self.dev, *self.test) if s is not None]
+        splits = [s for s in (self.train, self.held_out, *self.dev, *self.test)
+                  if s is not None]
         logger.info("examples: %s", ", ".join(f"{s.name} {len(s.examples)}" for s in splits))
         if self.train is None:
             logger.info("no training: evaluation%s only",
@@ -174,7 +192,7 @@ class Context:
                     "evaluation every %d steps and at the end, by %s %s; early stop after %d "
                     "steps without a better score", epochs, "" if epochs == 1 else "s",
                     plan.steps_per_epoch, plan.total, batch, args.log_interval,
-                    self.dev[0].name, self.selection, plan.patience)
+                    self.select_split.name, self.selection, plan.patience)
         if args.mode == "minidisc" and args.search_epochs is not None:
             logger.info("minidisc: the iterations that search for a TA train %g epochs = %d "
                         "steps; the final one trains the student as above",
@@ -186,9 +204,13 @@ class Context:
         return {k: record[k] for k in keys if k in record}
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Metrics on the selection dev set (the first one; MNLI: matched)."""
-        metrics, _ = self.evaluate_split(model, self.dev[0])
+        """Metrics on the split that decides (`select_split`)."""
+        metrics, _ = self.evaluate_split(model, self.select_split)
         return metrics
+
+    def evaluate_outputs(self, model: nn.Module) -> tuple[dict[str, float], ev.Outputs]:
+        """Metrics and per-example outputs on `select_split`, from one forward pass."""
+        return self._outputs(model, self.select_split)
 
     def load(self, path: str | Path, flag: str, model_type: str | None = None,
              new_head: bool = False) -> nn.Module:
@@ -212,7 +234,8 @@ class Context:
                 "sparsity": float(getattr(teacher.config, "sparsity", 0) or 0),
                 "num_layers": teacher.config.num_hidden_layers,
                 "params": count_params(teacher),
-                self.dev[0].name: self.evaluate(teacher)}
+                **{s.name: self.evaluate_split(teacher, s)[0]
+                   for s in (*[self.held_out] * (self.held_out is not None), self.dev[0])}}
         return teacher, info
 
     def check_specs(self, teacher: nn.Module, specs: list[tuple[str, float]]) -> None:
@@ -279,7 +302,7 @@ class Context:
                 if self.rt.is_main:
                     save_checkpoint(model, self.tokenizer, path, full)
 
-            split = self.dev[0].name
+            split = self.select_split.name
             return Evaluation(metrics[self.selection], {split: metrics}, keep,
                               name=f"{split} {self.selection}")
 
@@ -300,7 +323,8 @@ class Context:
             "sparsity": float(getattr(model.config, "sparsity", 0) or 0),
             "num_layers": model.config.num_hidden_layers,
             "params": count_params(model),
-            **{s.name: self.evaluate_split(model, s)[0] for s in self.dev},
+            **{s.name: self.evaluate_split(model, s)[0]
+               for s in (*[self.held_out] * (self.held_out is not None), *self.dev)},
         }
         for split in self.test if final else []:
             metrics, preds = self.evaluate_split(model, split)
@@ -315,13 +339,17 @@ class Context:
         return out
 
     def evaluate_split(self, model: nn.Module, split: Split) -> tuple[dict | None, list]:
+        metrics, out = self._outputs(model, split)
+        return metrics, out.preds
+
+    def _outputs(self, model: nn.Module, split: Split) -> tuple[dict | None, ev.Outputs]:
         tick = time.perf_counter()
-        preds = ev.predict(model, self.eval_loader(split), self.task, self.rt)
-        metrics = ev.score(self.task, split, preds) if split.has_labels else None
+        out = ev.outputs(model, self.eval_loader(split), self.task, self.rt)
+        metrics = ev.score(self.task, split, out.preds) if split.has_labels else None
         self.eval_time_s += time.perf_counter() - tick
         if metrics is not None and self.rt.is_main:
-            self._warn_one_class(split, preds)
-        return metrics, preds
+            self._warn_one_class(split, out.preds)
+        return metrics, out
 
     def _warn_one_class(self, split: Split, preds: list) -> None:
         """An accuracy equal to the majority-class rate means the model has learnt to answer
@@ -363,14 +391,20 @@ def prepare(args: argparse.Namespace) -> Context:
     def load(split: str) -> Split:
         return pipeline.load_split(task, args.data_dir, split, tok, args.max_length)
 
-    train = load("train") if args.do_train else None
+    # sparsify ranks importance on the selection examples: it needs the same carve
+    carves = args.selection_split is not None and (args.do_train or args.mode == "sparsify")
+    train = load("train") if args.do_train or carves else None
+    held_out = None
+    if carves:
+        train, held_out = split_off(train, task, args.selection_split, args.seed)
+        train = train if args.do_train else None
     dev = [load(s) for s in task.dev_splits]
     test = [load(s) for s in task.test_splits] if (args.do_test or args.do_infer) else []
     if not dev[0].has_labels:
         raise MiniDiscError(f"{task.path(args.data_dir, dev[0].name)}: dev set has no labels")
     return Context(args=args, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
                    run_dir=Path(args.output_dir) / run_name(args), train=train, dev=dev,
-                   test=test, models=models)
+                   test=test, models=models, held_out=held_out)
 
 
 def _origin(checkpoint: str | Path, given: str | Path | None) -> dict[str, str]:

@@ -2,15 +2,18 @@
 
 Each iteration trains one student narrowed to every candidate sparsity at once (the
 sandwich: one teacher forward, then per candidate one student forward, its share of the mean
-loss and its backward), tracks the best dev metric per sparsity, and lets the
-lambda-tradeoff pick the sparsity to keep. The kept model (densified) teaches the next
-iteration. The target sparsity is trained in every iteration, so the final student is the
-best target-sparsity model of the whole trial (by dev metric), not only of the last iteration.
+loss and its backward), tracks the best score per sparsity (the selection metric, or another
+--tradeoff rule's term; on dev or on the --selection_split examples), and lets the
+lambda-tradeoff pick the sparsity to keep (with --choice_confidence only a TA that beats the
+target under a paired bootstrap). The kept model (densified) teaches the next iteration. The
+target sparsity is trained in every iteration, so the final student is the best
+target-sparsity model of the whole trial (by selection metric), not only of the last one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -22,6 +25,7 @@ from typing import Any
 
 from torch import nn
 
+from minidisc.compression import schedule
 from minidisc.compression.schedule import choose_sparsity, top_candidate, tradeoff
 from minidisc.compression.sparsity_map import sparsities, sparsity_key
 from minidisc.compression.students import narrow
@@ -85,9 +89,12 @@ def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]) 
 
 def choice_line(it: int, chosen: float, best: dict[str, float], t_sparsity: float,
                 target: float, lam: float, is_final: bool, metric: str,
-                above_target: bool = False) -> str:
-    """One line per iteration: the sparsity kept and why (`best`: best dev metric per
-    candidate sparsity key; `metric` names it, e.g. "dev acc_and_f1")."""
+                above_target: bool = False, decision: dict | None = None) -> str:
+    """One line per iteration: the sparsity kept and why (`best`: the best performance term
+    per candidate sparsity key; `metric` names it, e.g. "dev acc_and_f1"; `decision`: the
+    --choice_confidence decision behind it)."""
+    if decision is not None and not is_final:
+        return _decision_line(it, chosen, best, target, lam, metric, decision)
 
     def terms(s: float) -> str:
         m = best[sparsity_key(s)]
@@ -106,8 +113,112 @@ def choice_line(it: int, chosen: float, best: dict[str, float], t_sparsity: floa
     return f"iteration {it}: chose the target {target:g}S: no TA, because {reason}"
 
 
+def term_name(ctx: Context) -> str:
+    """What the tradeoff adds lam*s/100 to, for log lines (e.g. "selection acc")."""
+    split, rule = ctx.select_split.name, ctx.args.tradeoff
+    if rule == "likelihood":
+        return f"{split} mean log-likelihood"
+    return f"{'normalized ' * (rule == 'normalized')}{split} {ctx.selection}"
+
+
+def decision_status(d: dict, total: int) -> str:
+    """How a --choice_confidence decision stands at an evaluation of the search."""
+    if d["state"] == "floor":
+        return (f"every candidate scores as a constant prediction: the search trains on (up "
+                f"to step {total})")
+    if d["top"] is None:
+        return "no candidate but the target: decided"
+    p = f"P({d['top']:g}S's tradeoff > the target's) = {d['probability']:.3f}"
+    if d["state"] == "undecided":
+        return (f"{p}, between {1 - d['confidence']:g} and {d['confidence']:g}: undecided, the "
+                f"search trains on (up to step {total})")
+    return f"{p}: decided, {d['chosen']:g}S"
+
+
+def _decision_line(it: int, chosen: float, best: dict[str, float], target: float, lam: float,
+                   metric: str, d: dict) -> str:
+    def terms(s: float) -> str:
+        m = best[sparsity_key(s)]
+        return f"tradeoff {tradeoff(m, s, lam):.4f}: {metric} {m:.4f} + {lam:g}·{s / 100:.2f}"
+
+    head = f"iteration {it}: chose {chosen:g}S"
+    if d["state"] == "ta":
+        return (f"{head} as TA: P({chosen:g}S's tradeoff > the target's) = "
+                f"{d['probability']:.3f} >= {d['confidence']:g} ({terms(chosen)}; the target "
+                f"{target:g}S: {terms(target)})")
+    if d["state"] == "floor":
+        why = "every candidate scores as a constant prediction (the floor) at the full budget"
+    elif d["top"] is None:
+        why = "no candidate but the target"
+    else:
+        p = f"P({d['top']:g}S's tradeoff > the target's) = {d['probability']:.3f}"
+        why = (f"{p} < {d['confidence']:g}" + (", undecided at the full budget"
+                                                 if d["state"] == "undecided" else ""))
+    return f"{head}, the target: no TA, because {why} ({terms(target)})"
+
+
+class Evidence:
+    """What the choice of one iteration rests on: per candidate the best performance term
+    (--tradeoff) over the iteration's evaluations, the selection metric there, and (for
+    --choice_confidence) the per-example outputs behind it, all in the iteration's saved
+    state (a --resume keeps them)."""
+
+    def __init__(self, ctx: Context, teacher: nn.Module, state: dict, scored: list[float]):
+        args, split = ctx.args, ctx.select_split
+        self.rule, self.confidence, self.lam = args.tradeoff, args.choice_confidence, args.lam
+        self.seed = args.seed + state["it"]
+        golds, metric = ev.golds_and_metric(ctx.task, split, ctx.selection)
+        if "floor" not in state:
+            state["floor"] = ev.floor_score(ctx.task, split, ctx.selection)
+            needs_teacher = self.rule == "normalized"
+            state["teacher_metric"] = ctx.evaluate(teacher)[ctx.selection] if needs_teacher \
+                else None
+        teacher_metric = state["teacher_metric"]
+        self.sel = schedule.Selection(golds, metric, state["floor"],
+                                      state["floor"] if teacher_metric is None else teacher_metric)
+        self.best: dict[str, float] = state["best"]
+        self.metric = state.setdefault("best_metric", {sparsity_key(s): -math.inf
+                                                       for s in scored})
+        self.outputs: dict[str, dict] = state.setdefault("outputs", {})
+        self.state = state
+
+    def term(self, metric: float, out: ev.Outputs) -> float:
+        if self.rule == "likelihood":
+            return float(sum(out.loglik) / len(out.loglik))
+        if self.rule == "normalized":
+            return schedule.normalize(metric, self.sel.floor, self.sel.teacher)
+        return metric
+
+    def offer(self, s: float, metric: float, out: ev.Outputs) -> None:
+        """A candidate's evaluation: kept where its term is the best of the iteration so far."""
+        key, term = sparsity_key(s), self.term(metric, out)
+        if term > self.best[key]:
+            self.best[key], self.metric[key] = term, metric
+            if self.confidence is not None:
+                self.outputs[key] = {"preds": out.preds, "loglik": out.loglik}
+
+    def decide(self, t_sparsity: float, target: float, kept: float | None) -> schedule.Decision:
+        """The noise-aware choice among the candidates up to the target. A TA is kept only
+        when it is the one whose checkpoint the iteration kept (`kept`, the tradeoff's
+        argmax); otherwise (a rare bootstrap that disagrees with the point estimate) the
+        choice is left undecided."""
+        trades = {float(k): tradeoff(v, float(k), self.lam) for k, v in self.best.items()
+                  if t_sparsity <= float(k) <= target and k in self.outputs}
+        outs = {float(k): schedule.Outputs(**self.outputs[sparsity_key(k)]) for k in trades}
+        floor = schedule.on_floor(self.sel, outs.values())
+
+        def probability(ta: float) -> float:
+            return schedule.paired_bootstrap(self.rule, self.sel, outs[ta], ta, outs[target],
+                                             target, self.lam, seed=self.seed)
+
+        d = schedule.decide(trades, target, self.confidence, probability, floor)
+        if d.state == "ta" and d.chosen != kept:
+            d = dataclasses.replace(d, chosen=target, state="undecided")
+        return d
+
+
 class BestTarget:
-    """The best target-sparsity model of the whole trial, by dev metric: in memory, and on
+    """The best target-sparsity model of the whole trial, by selection metric: in memory, and on
     disk in the staging folder (so a --resume still has it)."""
 
     DIR = ".best_target"
@@ -141,8 +252,12 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
             is_final: bool) -> tuple[nn.Module, dict]:
     args = ctx.args
     target = float(args.target_sparsity)
-    # a search iteration only has to rank the candidates; the final one trains the student
-    epochs = None if is_final else args.search_epochs
+    # a search iteration only has to rank the candidates; the final one trains the student.
+    # Under --choice_confidence a search may train on past --search_epochs until its choice is
+    # decided: its schedule spans the full budget, and it stops once decided.
+    confident = args.choice_confidence is not None and not is_final
+    search_epochs = None if is_final else args.search_epochs
+    epochs = None if confident else search_epochs
     t_sparsity = float(getattr(teacher.config, "sparsity", 0) or 0)
     cands = candidates(teacher.config.sparsity_map, t_sparsity, args.trunc_sparsity, target,
                        args.candidates_above_target)
@@ -151,11 +266,11 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
     # On the final iteration the choice is the target whatever the others score.
     scored = [target] if is_final else cands
     every = args.candidate_eval_every
-    metric = f"{ctx.dev[0].name} {ctx.selection}"
+    metric = term_name(ctx)
     if ctx.rt.is_main:
         logger.info("iteration %d of at most %d: teacher %gS; trains %s for %g epochs; scores "
                     "%s", it, args.target_iteration, t_sparsity,
-                    " ".join(f"{s:g}S" for s in cands), epochs or args.num_train_epochs,
+                    " ".join(f"{s:g}S" for s in cands), search_epochs or args.num_train_epochs,
                     "only the target (final iteration)" if is_final
                     else "each of them" if every == 1
                     else f"the target at every evaluation, all at every {every}th")
@@ -172,6 +287,7 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
     if "rng" in state:
         rng.setstate((3, tuple(state["rng"]), None))
     best = state["best"]
+    evidence = Evidence(ctx, teacher, state, scored)
     kept: dict[str, Any] = {}
     full_step = sandwich_step(student, distiller, cands)
 
@@ -183,6 +299,14 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
         return sandwich_step(student, distiller, picked)(batch, backward)
 
     total = ctx.plan(epochs).total
+    decide_from = ctx.plan(search_epochs).total  # the search's own budget: decide from here
+
+    def decision(step: int, kept_at: float | None) -> dict:
+        d = evidence.decide(t_sparsity, target, kept_at)
+        out = {**dataclasses.asdict(d), "confidence": args.choice_confidence, "step": step,
+               "samples": schedule.BOOTSTRAP_SAMPLES}
+        state["decision"] = out
+        return out
 
     def scores_all(step: int) -> bool:
         """Whether this evaluation scores every candidate: the first, every `every`-th and the
@@ -194,12 +318,14 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
         full = is_final or scores_all(step)
         for s in scored if full else [target]:
             student.sparsify(s)
-            now[s] = ctx.evaluate(student)[ctx.selection]
+            metrics, out = ctx.evaluate_outputs(student)
+            now[s] = metrics[ctx.selection]
             if not math.isfinite(now[s]):
-                raise NumericalError(f"minidisc iteration {it}: non-finite dev {ctx.selection} "
-                                     f"at step {step} for candidate {s:g}S")
+                raise NumericalError(f"minidisc iteration {it}: non-finite "
+                                     f"{ctx.select_split.name} {ctx.selection} at step {step} "
+                                     f"for candidate {s:g}S")
             if full:  # the target's best too: every candidate's over the same evaluations
-                best[sparsity_key(s)] = max(best[sparsity_key(s)], now[s])
+                evidence.offer(s, now[s], out)
         student.sparsify(None)
         best_target.offer(student, target, now[target], it, step)
         chosen = choose_sparsity(best, t_sparsity, target, args.lam, is_final,
@@ -216,22 +342,43 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
         score = tradeoff(best[sparsity_key(chosen)], chosen, args.lam)
         trades = {k: tradeoff(v, float(k), args.lam) for k, v in best.items()}
         if ctx.rt.is_main:
-            logger.info("iteration %d step %d: %s %s; tradeoff (best %s + %g·s/100) %s; "
-                        "chose %gS", it, step, metric,
+            logger.info("iteration %d step %d: %s %s %s; tradeoff (best %s + %g·s/100) %s; "
+                        "chose %gS", it, step, ctx.select_split.name, ctx.selection,
                         " ".join(f"{s}S={v:.4f}" for s, v in dev.items()), metric, args.lam,
                         " ".join(f"{s}S={v:.4f}" for s, v in trades.items()), chosen)
-        scalars = {**{f"dev/{ctx.selection}/{s}S": v for s, v in dev.items()},
+        # the loop keeps this evaluation's model when its score is the best so far
+        if score > state.get("kept_score", -math.inf):
+            state["kept_score"] = score
+            state["kept_at"] = chosen
+        stop = False
+        if confident and full and decide_from <= step < total:
+            d = decision(step, state["kept_at"])
+            stop = d["state"] in ("ta", "target")
+            if ctx.rt.is_main:
+                logger.info("iteration %d step %d: %s", it, step, decision_status(d, total))
+        split = ctx.select_split.name
+        scalars = {**{f"{split}/{ctx.selection}/{s}S": v for s, v in dev.items()},
                    **{f"tradeoff/{s}S": v for s, v in trades.items()}, "chosen": chosen}
-        return Evaluation(score, {"dev": dev, "chosen": chosen}, keep,
-                          name=f"{chosen:g}S tradeoff", scalars=scalars)
+        return Evaluation(score, {split: dev, "chosen": chosen}, keep,
+                          name=f"{chosen:g}S tradeoff", scalars=scalars, stop=stop)
 
     started = time.perf_counter()
     train = ctx.run_fit(student, train_step, evaluate, f"minidisc iter {it}",
                         stage=f"minidisc iteration {it}", epochs=epochs)
     ta = kept.get("model") or ctx.load(folder / ckpt, "--resume").eval().requires_grad_(False)
     chosen = float(state["chosen"])
+    choice: dict[str, Any] = {"rule": args.tradeoff, "best_term": dict(best),
+                              "floor": state["floor"], "teacher_metric": state["teacher_metric"]}
+    if confident:
+        d = decision(train.steps, chosen)
+        if d["chosen"] != chosen:  # the kept TA was not beaten with confidence: the target
+            chosen = float(d["chosen"])
+            ta = best_target.model
+            state["chosen"] = chosen
+            ctx.save(ta, folder / ckpt)
+        choice["decision"] = d
     line = choice_line(it, chosen, best, t_sparsity, target, args.lam, is_final, metric,
-                       args.candidates_above_target)
+                       args.candidates_above_target, choice.get("decision"))
     if ctx.rt.is_main:
         logger.info("%s", line)
     ctx.reporter.scalars({"minidisc/chosen_sparsity": chosen}, it)
@@ -244,10 +391,11 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
         "epochs": epochs or args.num_train_epochs,
         "teacher_sparsity": t_sparsity,
         "candidates": [sparsity_key(s) for s in cands],
-        "best_metric": dict(best),
+        "best_metric": dict(evidence.metric),
         "tradeoff": {sparsity_key(s): tradeoff(best[sparsity_key(s)], s, args.lam)
                      for s in scored if t_sparsity <= s <= target},
         "chosen": chosen,
+        "choice": choice,
         "saved_at_step": state["step"],
         "steps": train.steps,
         "wall_time_s": time.perf_counter() - started,
@@ -270,9 +418,11 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         first = candidates(teacher.config.sparsity_map, teacher_info["sparsity"],
                            args.trunc_sparsity, target, args.candidates_above_target)
         logger.info("minidisc: at most %d iterations to %gS; each keeps the candidate with the "
-                    "highest tradeoff (best %s %s + %g·s/100) as the next teacher (the last "
+                    "highest tradeoff (best %s + %g·s/100)%s as the next teacher (the last "
                     "keeps the target); iteration 1 candidates: %s", args.target_iteration,
-                    target, ctx.dev[0].name, ctx.selection, args.lam,
+                    target, term_name(ctx), args.lam,
+                    "" if args.choice_confidence is None else
+                    f" if it beats the target's with P >= {args.choice_confidence:g}",
                     " ".join(f"{s:g}S" for s in first))
     iterations = ctx.progress.setdefault("iterations", [])  # finished ones survive --resume
     tas = [r for r in iterations if r["chosen"] != target]

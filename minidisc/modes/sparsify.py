@@ -22,7 +22,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
             f"--teacher_model_path {ctx.teacher_path}: already densified at sparsity "
             f"{float(model.config.sparsity):g}; sparsify a full finetuned model")
     before = ctx.evaluate(model)
-    heads, neurons = importance(model, ctx.eval_loader(ctx.dev[0]), ctx.rt)
+    heads, neurons = importance(model, ctx.eval_loader(ctx.select_split), ctx.rt)
     make_prunable(model, heads, neurons)
     after = ctx.evaluate(model)
     table = {}
@@ -31,7 +31,8 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         table[sparsity_key(s)] = count_params(model)
     model.sparsify(None)
     sel = ctx.selection
-    logger.info("dev %s before reordering %.4f, after %.4f", sel, before[sel], after[sel])
+    logger.info("%s %s before reordering %.4f, after %.4f", ctx.select_split.name, sel,
+                before[sel], after[sel])
     full = table["0"]["encoder"]
     for s, p in table.items():
         logger.info("sparsity %5s%%: encoder params %10d (%5.1f%% kept), total %10d",

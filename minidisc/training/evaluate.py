@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,32 @@ from minidisc.data.tasks import Task
 from minidisc.training.runtime import Runtime, model_inputs
 
 
+@dataclass
+class Outputs:
+    """Per example, in file order: the prediction (a label id, a float for regression, a list
+    of tag ids for tagging) and, where the split is labelled, the log-likelihood of its gold
+    label (tagging: the mean over its tagged words; regression: -(prediction - gold)^2 / 2, a
+    unit-variance Gaussian's up to a constant). Both come from the same forward pass."""
+
+    preds: list[Any]
+    loglik: list[float] | None
+
+
+def _restore(loader: EvalBatches, rows: list[Any]) -> list[Any]:
+    restored: list[Any] = [None] * len(rows)
+    for k, i in enumerate(loader.order):
+        restored[i] = rows[k]
+    return restored
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime,
-            probabilities: bool = False, progress: str | None = None) -> list[Any]:
-    """Per example, in file order: a label id (`probabilities`: the list of class
-    probabilities instead), a float (regression) or a list of tag ids (the first sub-token of
-    each word carries its tag). `progress`: a progress bar with this title."""
+def outputs(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime,
+            probabilities: bool = False, progress: str | None = None) -> Outputs:
+    """`predict`'s predictions with the gold labels' log-likelihood, from one forward."""
     was_training = model.training
     model.eval()
-    out: list[Any] = []
+    preds: list[Any] = []
+    loglik: list[float] = []
     batches = loader if progress is None else tqdm(loader, desc=progress, unit="batch",
                                                    dynamic_ncols=True)
     for batch in batches:
@@ -33,19 +52,33 @@ def predict(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime,
         labels = batch["labels"].cpu() if "labels" in batch else None
         if task.is_ner:
             ids = logits.argmax(-1)
-            for row, lab in zip(ids, labels):
-                out.append(row[lab != -100].tolist())
+            logp = logits.log_softmax(-1)
+            for row, lp, lab in zip(ids, logp, labels):
+                tagged = lab != -100
+                preds.append(row[tagged].tolist())
+                gold = lp[tagged].gather(-1, lab[tagged].clamp(min=0).unsqueeze(-1))
+                loglik.append(float(gold.mean()) if gold.numel() else 0.0)
         elif task.is_regression:
-            out.extend(logits.view(-1).tolist())
-        elif probabilities:
-            out.extend(logits.softmax(-1).tolist())
+            values = logits.view(-1)
+            preds.extend(values.tolist())
+            if labels is not None:
+                loglik.extend((-(values - labels.float()) ** 2 / 2).tolist())
         else:
-            out.extend(logits.argmax(-1).tolist())
+            preds.extend((logits.softmax(-1) if probabilities else logits.argmax(-1)).tolist())
+            if labels is not None:
+                gold = logits.log_softmax(-1).gather(-1, labels.long().unsqueeze(-1))
+                loglik.extend(gold.view(-1).tolist())
     model.train(was_training)
-    restored: list[Any] = [None] * len(out)
-    for k, i in enumerate(loader.order):
-        restored[i] = out[k]
-    return restored
+    has_ll = len(loglik) == len(preds) and bool(preds)
+    return Outputs(_restore(loader, preds), _restore(loader, loglik) if has_ll else None)
+
+
+def predict(model: nn.Module, loader: EvalBatches, task: Task, rt: Runtime,
+            probabilities: bool = False, progress: str | None = None) -> list[Any]:
+    """Per example, in file order: a label id (`probabilities`: the list of class
+    probabilities instead), a float (regression) or a list of tag ids (the first sub-token of
+    each word carries its tag). `progress`: a progress bar with this title."""
+    return outputs(model, loader, task, rt, probabilities, progress).preds
 
 
 def as_labels(task: Task, split: Split, preds: list[Any]) -> list[Any]:
@@ -80,6 +113,42 @@ def majority_class(task: Task, split: Split) -> tuple[str, float] | None:
 def accuracy(task: Task, split: Split, preds: list[Any]) -> float:
     golds = [task.labels.index(e.label) for e in split.examples]
     return sum(p == g for p, g in zip(preds, golds)) / len(golds)
+
+
+def golds_and_metric(task: Task, split: Split, name: str
+                     ) -> tuple[list[Any], Callable[[Sequence[Any], Sequence[Any]], float]]:
+    """A labelled split's golds per example and its metric `name` as `f(preds, golds)` on any
+    subset of examples (what a bootstrap over examples resamples), with `predict`'s preds."""
+    if task.is_ner:
+        golds: list[Any] = [e.tags for e in split.examples]
+
+        def tagged(preds: Sequence[Any], gold: Sequence[Any]) -> float:
+            tags = [[task.labels[t] for t in p] + ["O"] * (len(g) - len(p))
+                    for p, g in zip(preds, gold)]
+            return task.metric(tags, list(gold))[name]
+
+        return golds, tagged
+    if task.is_regression:
+        golds = [float(e.label) for e in split.examples]
+    else:
+        golds = [task.labels.index(e.label) for e in split.examples]
+    return golds, lambda preds, gold: task.metric(list(preds), list(gold))[name]
+
+
+def floor_score(task: Task, split: Split, name: str) -> float:
+    """The metric `name` of a constant prediction on a labelled split: the majority class
+    (classification), the mean gold score (regression: a zero correlation), every word 'O'
+    (tagging: no entity found). What a model that ignores its input scores."""
+    n = len(split.examples)
+    if task.is_ner:
+        const = task.labels.index("O") if "O" in task.labels else 0
+        preds: list[Any] = [[const] * len(e.words) for e in split.examples]
+    elif task.is_regression:
+        mean = sum(float(e.label) for e in split.examples) / n
+        preds = [mean] * n
+    else:
+        preds = [task.labels.index(majority_class(task, split)[0])] * n
+    return score(task, split, preds)[name]
 
 
 def evaluate(model: nn.Module, split: Split, loader: EvalBatches, task: Task,

@@ -51,13 +51,15 @@ class Evaluation:
 
     `save` runs on every process when the score is the best so far (each keeps the model in
     memory; only the main process writes files). `scalars` are what `--report_to` shows of
-    it (default: the numbers in `metrics`)."""
+    it (default: the numbers in `metrics`). `stop`: the mode has what it trained for
+    (MiniDisc's search once its choice is decided); the training ends here."""
 
     score: float
     metrics: dict[str, Any] = field(default_factory=dict)
     save: Callable[[], None] | None = None
     name: str = "score"
     scalars: dict[str, float] | None = None
+    stop: bool = False
 
 
 class Backward:
@@ -294,6 +296,8 @@ def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
                     if st.step - st.best_step >= patience:
                         logger.info("early stop: no better score for %d steps",
                                     st.step - st.best_step)
+                        st.stopped_early = True
+                    if ev.stop:
                         st.stopped_early = True
                     if on_state is not None:
                         on_state(snapshot())

@@ -416,15 +416,17 @@ def test_minidisc_reference_sandwich_and_sampled_sandwich(prunable):
 def test_final_student_is_the_best_target_model_of_the_trial(prunable, monkeypatch):
     """Iteration 1 trains a 90% model that scores better than iteration 2's: it is kept."""
     from minidisc.modes.common import Context
+    from minidisc.training.evaluate import Outputs
 
     def scripted(self, model):
         bert = getattr(model, "bert", None)
         s = bert.active_sparsity if bert is not None else 0.0
         first_iteration = float(model.config.sparsity or 0) == 0
         score = {70.0: 0.8, 90.0: 0.7 if first_iteration else 0.6}.get(s, 0.5)
-        return {"acc": score}
+        n = len(self.select_split.examples)
+        return {"acc": score}, Outputs([0] * n, [0.0] * n)
 
-    monkeypatch.setattr(Context, "evaluate", scripted)
+    monkeypatch.setattr(Context, "evaluate_outputs", scripted)
     root, common, teacher = prunable
     res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
                "--num_train_epochs", "1", "--log_interval", "3", "--model_suffix", "best")
