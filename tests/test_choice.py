@@ -260,7 +260,7 @@ def test_selection_split_decides_and_dev_is_only_reported(pipeline):
                        .read_text())
     assert saved["selection"] == rec
     history = ft["train"]["history"]
-    assert all(set(h) == {"step", "score", "selection"} for h in history)  # no dev looked at
+    assert all(set(h) == {"step", "loss", "score", "selection"} for h in history)  # no dev
     scores = [h["selection"]["acc"] for h in history]
     assert ft["train"]["best_step"] == history[scores.index(max(scores))]["step"]
     assert ft["train"]["best_score"] == max(scores)
@@ -275,7 +275,7 @@ def test_default_selects_on_dev(tiny_bert, tmp_path):
                    str(tiny_bert), "--num_train_epochs", "1", *FAST_FLAGS])
     assert res["selection"] == {"split": "dev", "selection_split": None,
                                 "sizes": {"train": 96, "dev": 32}}
-    assert set(res["train"]["history"][0]) == {"step", "score", "dev"}
+    assert set(res["train"]["history"][0]) == {"step", "loss", "score", "dev"}
 
 
 def scripted_outputs(table: dict):

@@ -171,8 +171,8 @@ class Evidence:
         if "floor" not in state:
             state["floor"] = ev.floor_score(ctx.task, split, ctx.selection)
             needs_teacher = self.rule == "normalized"
-            state["teacher_metric"] = ctx.evaluate(teacher)[ctx.selection] if needs_teacher \
-                else None
+            state["teacher_metric"] = (ctx.evaluate_outputs(teacher)[0][ctx.selection]
+                                       if needs_teacher else None)
         teacher_metric = state["teacher_metric"]
         self.sel = schedule.Selection(golds, metric, state["floor"],
                                       state["floor"] if teacher_metric is None else teacher_metric)
