@@ -13,11 +13,11 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 from sklearn.model_selection import train_test_split
 
-from minidisc.data.pipeline import Split
-from minidisc.data.tasks import Task
 from minidisc.errors import MiniDiscError
 
 FLAG = "--selection_split"
@@ -63,14 +63,17 @@ def carve(n: int, size: float, seed: int, labels: Sequence[object] | None = None
     return sorted(train), sorted(selection)
 
 
-def split_off(train: Split, task: Task, size: float, seed: int) -> tuple[Split, Split]:
-    """The training split without its selection examples, and those as the split `selection`
+def split_off(train: Any, task: Any, size: float, seed: int) -> tuple[Any, Any]:
+    """(A pipeline.Split and its tasks.Task; not imported: the command line parses
+    --selection_split with this module, and the pipeline imports the command line.) The
+    training split without its selection examples, and those as the split `selection`
     (stratified by label for classification; regression and tagging unstratified)."""
     labels = None if task.is_ner or task.is_regression else [e.label for e in train.examples]
     kept, held = carve(len(train.examples), size, seed, labels)
 
-    def part(name: str, idx: list[int]) -> Split:
-        return Split(name, [train.examples[i] for i in idx], [train.features[i] for i in idx])
+    def part(name: str, idx: list[int]) -> Any:
+        return replace(train, name=name, examples=[train.examples[i] for i in idx],
+                       features=[train.features[i] for i in idx])
 
     return part(train.name, kept), part(SPLIT, held)
 
