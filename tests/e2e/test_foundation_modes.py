@@ -63,10 +63,10 @@ def test_sparsify_reorders_exactly_and_stores_map(finetuned, sparsified):
     assert params["90"]["encoder"] < params["50"]["encoder"] < params["0"]["encoder"]
 
 
-def test_rerun_keeps_previous_run(tiny_bert, sst2_dir, tmp_path):
+def test_rerun_keeps_previous_run(head_teacher, sst2_dir, tmp_path):
     out = tmp_path / "out"
     args = ["--mode", "finetune", "--task_name", "sst2", "--data_dir", str(sst2_dir),
-            "--output_dir", str(out), "--teacher_model_path", str(tiny_bert), "--use_cpu",
+            "--output_dir", str(out), "--teacher_model_path", str(head_teacher), "--use_cpu",
             "--do_test"]
     execute(args)
     execute(args)

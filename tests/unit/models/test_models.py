@@ -149,7 +149,8 @@ def test_loads_plain_bert_and_matches_transformers(tiny_bert):
     from transformers import BertModel
 
     ref = BertModel.from_pretrained(tiny_bert).eval()
-    model = load_model("sparsebert_cls", tiny_bert, TASKS["sst2"], "--teacher_model_path").eval()
+    model = load_model("sparsebert_cls", tiny_bert, TASKS["sst2"], "--teacher_model_path",
+                       new_head=True).eval()
     x = _inputs()
     with torch.no_grad():
         a = ref(**x, output_hidden_states=True).hidden_states
