@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from benchmarks.latency import interleaved_ms
+from minidisc.commands import configure_logging
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.export import (
     dev_set,
@@ -39,7 +40,6 @@ from minidisc.export import (
     random_batch,
     sidecar,
 )
-from minidisc.main import configure_logging
 from minidisc.models.families import count_params
 from minidisc.training.outputs import provenance, resolve_checkpoint
 

@@ -36,10 +36,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from minidisc.commands import configure_logging
 from minidisc.compression.sparsity_map import make_prunable, random_importance
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.export import export, numpy_inputs, ort_session, random_batch
-from minidisc.main import configure_logging
 from minidisc.models import check_checkpoint, checkpoint_family
 from minidisc.models.families import ENCT5, FAMILIES, ROBERTA, Family, count_params
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from minidisc.commands import ArgumentParser
 from minidisc.errors import MiniDiscError
 from minidisc.training.reporting import CHOICES as REPORT_TO
 from minidisc.training.reporting import check as check_reporter
@@ -37,19 +38,12 @@ _LAYER_SPEC = re.compile(r"^(\d+)L$")
 _SPARSITY_SPEC = re.compile(r"^(\d+(?:\.\d+)?)S$")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so every usage error goes through one path."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise MiniDiscError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from minidisc.compression.losses import OBJECTIVES  # torch: not needed to list MODES
     from minidisc.compression.schedule import TRADEOFFS
     from minidisc.models.families import MODEL_TYPES
 
-    p = _Parser(
+    p = ArgumentParser(
         prog="run.py",
         description="MiniDisc: finetune, sparsify and distill BERT/RoBERTa models with a "
         "teacher-assistant schedule found in one trial.",

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
+from minidisc.commands import configure_logging
 from minidisc.errors import MiniDiscError, exit_code
 
 logger = logging.getLogger("minidisc")
-
-
-def configure_logging() -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", level=logging.INFO)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def execute(argv: Sequence[str] | None = None) -> dict:
