@@ -42,7 +42,6 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 
-from minidisc.cli import DEFAULT_DATA_DIR
 from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.data import pipeline
 from minidisc.errors import MiniDiscError, exit_code
@@ -50,8 +49,9 @@ from minidisc.files import atomic_write, write_json
 from minidisc.models import check_checkpoint, read_config
 from minidisc.models.families import accepted, family_of_config, head_kind
 from minidisc.predict import task_for
+from minidisc.registry import DEFAULT_DATA_DIR, resolve_checkpoint
 from minidisc.training.evaluate import evaluate
-from minidisc.training.outputs import provenance, resolve_checkpoint
+from minidisc.training.outputs import provenance
 from minidisc.training.runtime import setup
 
 logger = logging.getLogger("minidisc.export")

@@ -40,9 +40,9 @@ from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import write_text
 from minidisc.models import check_checkpoint, checkpoint_family, load_model, read_config
 from minidisc.models.families import head_kind
+from minidisc.registry import resolve_checkpoint
 from minidisc.training import evaluate as evaluation
 from minidisc.training.evaluate import as_labels
-from minidisc.training.outputs import resolve_checkpoint
 from minidisc.training.runtime import Runtime, setup
 
 logger = logging.getLogger("minidisc.predict")

@@ -84,14 +84,14 @@ class _Ctx:
     """The parts of a run Context that a Distiller reads."""
 
     def __init__(self, task, **flags):
-        from types import SimpleNamespace
-
+        from minidisc.config import RunConfig
         from minidisc.training.runtime import Runtime
 
         self.task = task
         self.rt = Runtime(device=torch.device("cpu"))
-        self.args = SimpleNamespace(**{"model_type": "sparsebert_cls", "objective": None,
-                                       "temperature": 1.0, "teacher_dtype": "fp32", **flags})
+        self.cfg = RunConfig.from_flags({"mode": "minidisc", "task_name": task.name,
+                                         "teacher_model_path": "t",
+                                         "model_type": "sparsebert_cls", **flags})
 
     def to_device(self, batch):
         return batch
@@ -372,8 +372,7 @@ def test_ftbert_never_runs_the_teacher():
         def forward(self, **_):
             raise AssertionError("the teacher ran")
 
-    ctx = _Ctx(TASKS["sst2"])
-    ctx.args.model_type = "ftbert_cls"
+    ctx = _Ctx(TASKS["sst2"], model_type="ftbert_cls")
     _, student = _prunable_pair()
     distiller = Distiller(ctx, Refuses())
     ids = torch.randint(5, 60, (2, 5))

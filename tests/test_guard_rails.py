@@ -19,7 +19,6 @@ from minidisc.compression.sparsity_map import build_map
 from minidisc.data.tasks import TASKS, resolve_task
 from minidisc.errors import MiniDiscError
 from minidisc.main import main
-from minidisc.modes.common import run_name
 
 MRPC_HEAD = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
 
@@ -163,8 +162,8 @@ def test_malformed_row_names_the_columns(tmp_path):
 @pytest.mark.parametrize("given", ["MRPC", "Mrpc", " mrpc", "GLUE/MRPC"])
 def test_task_names_are_case_insensitive(given):
     ns = parse_args(["--mode", "finetune", "--task_name", given])
-    assert ns.task_name == "mrpc" and ns.fetch_glue == given.startswith("GLUE/")
-    assert run_name(ns) == "sparsebert_cls_finetune_mrpc"
+    assert ns.data.task_name == "mrpc" and ns.data.fetch_glue == given.startswith("GLUE/")
+    assert ns.run_name() == "sparsebert_cls_finetune_mrpc"
     assert resolve_task(ns, read=False) is TASKS["mrpc"]
 
 
@@ -208,4 +207,4 @@ def test_glue_task_fetched_before_is_read_offline(tmp_path, monkeypatch):
     (tmp_path / "mrpc").mkdir()
     ns = parse_args(["--mode", "finetune", "--task_name", "glue/mrpc", "--data_dir",
                      str(tmp_path)])
-    assert resolve_task(ns) is TASKS["mrpc"]
+    assert resolve_task(ns.data) is TASKS["mrpc"]

@@ -106,8 +106,8 @@ class Split:
 def resolve_max_length(tok: PreTrainedTokenizerBase, max_length: int | None) -> int:
     """--max_length, or its default capped at the model's position table; longer inputs would
     crash the model's forward pass, so an explicit value above the table is an error."""
-    from minidisc.cli import DEFAULT_MAX_LENGTH
     from minidisc.models import max_positions
+    from minidisc.registry import DEFAULT_MAX_LENGTH
 
     limit = max_positions(tok.name_or_path)
     if max_length is None:

@@ -119,9 +119,8 @@ class Task:
 
 
 def _metric_names(metric: Callable[..., dict[str, float]], kind: str) -> tuple[str, ...]:
-    """What a metric reports, from calling it on a two-example toy input."""
-    sample = {"classification": [0, 1], "regression": [0.0, 1.0], "tagging": [["O"], ["O"]]}
-    return tuple(metric(sample[kind], sample[kind]))
+    """What a metric reports (declared with it: no scoring library is imported for it)."""
+    return metric.names
 
 
 def _glue(name: str, labels: tuple[str, ...], metric, selection: str, train: GlueLayout,

@@ -6,7 +6,6 @@ folder exists, so bad input never leaves a half-written run behind.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import time
@@ -20,8 +19,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from minidisc.cli import check_teacher, parse_spec
+from minidisc.cli import check_teacher
+from minidisc.compression.specs import parse_spec
 from minidisc.compression.students import check_specs
+from minidisc.config import RunConfig, TrainingConfig
 from minidisc.data import pipeline
 from minidisc.data.pipeline import Split
 from minidisc.data.tasks import Task, resolve_task
@@ -33,17 +34,17 @@ from minidisc.models import (
     load_model,
 )
 from minidisc.models.families import count_params
+from minidisc.registry import resolve_checkpoint
 from minidisc.training import evaluate as ev
 from minidisc.training.loop import (
     Evaluation,
     FitResult,
     Plan,
-    TrainConfig,
     TrainStep,
     fit,
     single_loss,
 )
-from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
+from minidisc.training.outputs import save_checkpoint
 from minidisc.training.reporting import Reporter
 from minidisc.training.runtime import Runtime, is_sharded, set_seed, setup
 from minidisc.training.state import StopFlag, rng_state, save_state, set_rng_state
@@ -54,20 +55,9 @@ logger = logging.getLogger(__name__)
 REPORT_KEYS = ("path", "sparsity", "num_layers", "params", "predictions")  # and split names
 
 
-def run_name(args: argparse.Namespace) -> str:
-    """The run folder encodes model type, mode, suffix, student spec and task."""
-    spec = {
-        "distill": args.layer_or_sparsity and Path(args.layer_or_sparsity).name,
-        "maxidisc": (args.layer_or_sparsity_path or "").replace(",", "-"),
-        "minidisc": f"{args.target_sparsity:g}S_lam{args.lam:g}",
-    }.get(args.mode)
-    parts = [args.model_type, args.mode, args.model_suffix, spec, args.task_name]
-    return "_".join(p for p in parts if p)
-
-
 @dataclass
 class Context:
-    args: argparse.Namespace
+    cfg: RunConfig
     task: Task
     rt: Runtime
     tokenizer: Any
@@ -91,10 +81,10 @@ class Context:
 
     wall_before: float = 0.0  # seconds spent before a --resume
 
-    def train_config(self, epochs: float | None = None) -> TrainConfig:
+    def train_config(self, epochs: float | None = None) -> TrainingConfig:
         """The loop's settings; `epochs` replaces --num_train_epochs for one training (the
         search iterations of minidisc --search_epochs)."""
-        cfg = TrainConfig.from_args(self.args)
+        cfg = self.cfg.training
         return cfg if epochs is None else dataclasses.replace(cfg, num_train_epochs=epochs)
 
     def wall(self) -> float:
@@ -109,12 +99,12 @@ class Context:
 
     @property
     def selection(self) -> str:
-        return self.args.selection_metric
+        return self.cfg.training.selection_metric
 
     def eval_loader(self, split: Split) -> pipeline.EvalBatches:
         if split.name not in self._loaders:
             self._loaders[split.name] = pipeline.eval_loader(
-                split, self.task, self.tokenizer, self.args.per_device_eval_batch_size,
+                split, self.task, self.tokenizer, self.cfg.training.per_device_eval_batch_size,
                 self.rt.device)
         return self._loaders[split.name]
 
@@ -122,9 +112,10 @@ class Context:
         sampler = None
         if self.rt.distributed:
             sampler = DistributedSampler(self.train.features, num_replicas=self.rt.world_size,
-                                         rank=self.rt.rank, shuffle=True, seed=self.args.seed)
+                                         rank=self.rt.rank, shuffle=True, seed=self.cfg.seed)
         return pipeline.train_loader(self.train, self.task, self.tokenizer,
-                                     self.args.per_device_train_batch_size, self.args.seed,
+                                     self.cfg.training.per_device_train_batch_size,
+                                     self.cfg.seed,
                                      sampler=sampler)
 
     def plan(self, epochs: float | None = None) -> Plan:
@@ -134,14 +125,15 @@ class Context:
     def explain(self) -> None:
         """Log what this run will do (device, models, data, step budget), so the run's log
         says it without the command line."""
-        rt, args = self.rt, self.args
-        logger.info("%s --mode %s on %s into %s", "resuming" if args.resume else "starting",
-                    args.mode, self.task.name, self.run_dir)
+        rt, cfg, tr = self.rt, self.cfg, self.cfg.training
+        logger.info("%s --mode %s on %s into %s", "resuming" if cfg.resume else "starting",
+                    cfg.mode, self.task.name, self.run_dir)
         device = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu"
         precision = "fp16" if rt.fp16 else "bf16" if rt.bf16 else "fp32"
         ranks = f", {rt.world_size} processes ({rt.strategy})" if rt.distributed else ""
-        extra = [f"teacher in {args.teacher_dtype}"] * (args.teacher_dtype != "fp32") + [
-            "gradient checkpointing"] * args.gradient_checkpointing
+        dtype = cfg.distill.teacher_dtype
+        extra = [f"teacher in {dtype}"] * (dtype != "fp32") + [
+            "gradient checkpointing"] * tr.gradient_checkpointing
         logger.info("device: %s (%s%s)%s", device, precision, ranks,
                     "".join(f"; {x}" for x in extra))
         for role, m in self.models.items():
@@ -152,23 +144,24 @@ class Context:
         logger.info("examples: %s", ", ".join(f"{s.name} {len(s.examples)}" for s in splits))
         if self.train is None:
             logger.info("no training: evaluation%s only",
-                        " and prediction" if args.do_infer else "")
+                        " and prediction" if cfg.do_infer else "")
             return
         plan = self.plan()
-        epochs = args.num_train_epochs
-        batch = " x ".join([str(args.per_device_train_batch_size)]
+        epochs = tr.num_train_epochs
+        batch = " x ".join([str(tr.per_device_train_batch_size)]
                            + [f"{rt.world_size} processes"] * rt.distributed
-                           + [f"{args.num_grad_accum_steps} accumulated"]
-                           * (args.num_grad_accum_steps > 1))
+                           + [f"{tr.num_grad_accum_steps} accumulated"]
+                           * (tr.num_grad_accum_steps > 1))
         logger.info("each training: %g epoch%s x %d steps per epoch = %d steps (batch %s); "
                     "evaluation every %d steps and at the end, by %s %s; early stop after %d "
                     "steps without a better score", epochs, "" if epochs == 1 else "s",
-                    plan.steps_per_epoch, plan.total, batch, args.log_interval,
+                    plan.steps_per_epoch, plan.total, batch, tr.log_interval,
                     self.dev[0].name, self.selection, plan.patience)
-        if args.mode == "minidisc" and args.search_epochs is not None:
+        search = cfg.minidisc.search_epochs
+        if cfg.mode == "minidisc" and search is not None:
             logger.info("minidisc: the iterations that search for a TA train %g epochs = %d "
                         "steps; the final one trains the student as above",
-                        args.search_epochs, self.plan(args.search_epochs).total)
+                        search, self.plan(search).total)
 
     def report_of(self, record: dict[str, Any]) -> dict[str, Any]:
         """The `report` part of a stage record (what `final` holds in results.json)."""
@@ -181,7 +174,7 @@ class Context:
         return metrics
 
     def load(self, path: str | Path, flag: str, model_type: str | None = None) -> nn.Module:
-        model = load_model(model_type or self.args.model_type, path, self.task, flag)
+        model = load_model(model_type or self.cfg.model.model_type, path, self.task, flag)
         return model.to(self.rt.device)
 
     def save(self, model: nn.Module, path: Path) -> None:
@@ -221,7 +214,7 @@ class Context:
                                      "progress": self.progress, "rng": rng_state(),
                                      "wall_s": self.wall(), "eval_s": self.eval_time_s})
 
-        if self.args.gradient_checkpointing:
+        if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         # under FSDP the loop's state is sharded over the processes: not saved (no --resume)
         keeps_state = self.rt.is_main and not self.rt.fsdp
@@ -275,12 +268,12 @@ class Context:
         }
         for split in self.test if final else []:
             metrics, preds = self.evaluate_split(model, split)
-            if self.args.do_test:
+            if self.cfg.do_test:
                 if metrics is None:
                     logger.warning("%s has no labels: no test metric (use --do_infer)", split.name)
                 else:
                     out[split.name] = metrics
-            if self.args.do_infer and self.rt.is_main:
+            if self.cfg.do_infer and self.rt.is_main:
                 written = ev.write_predictions(self.task, split, preds, folder)
                 out.setdefault("predictions", []).append(written.name)
         return out
@@ -309,38 +302,41 @@ class Context:
                            100 * majority[1], split.name)
 
 
-def prepare(args: argparse.Namespace) -> Context:
-    rt = setup(args.use_cpu, args.use_fp16, args.local_rank, args.use_bf16,
-               args.distributed_strategy)
-    set_seed(args.seed)
-    if args.teacher_model_path is None:
+def prepare(cfg: RunConfig) -> Context:
+    """Read and check what the run needs; the configuration it returns holds the student
+    checkpoint's resolved path."""
+    rtc, m, d = cfg.runtime, cfg.model, cfg.data
+    rt = setup(rtc.use_cpu, rtc.use_fp16, rtc.local_rank, rtc.use_bf16,
+               rtc.distributed_strategy)
+    set_seed(cfg.seed)
+    if m.teacher_model_path is None:
         teacher = Path(default_model_path())
     else:
-        teacher = check_checkpoint(resolve_checkpoint(args.teacher_model_path),
+        teacher = check_checkpoint(resolve_checkpoint(m.teacher_model_path),
                                    "--teacher_model_path")
-    models = {"teacher": _origin(teacher, args.teacher_model_path)}
-    if args.student_model_path is not None:
-        given = args.student_model_path
-        args.student_model_path = str(check_checkpoint(
-            resolve_checkpoint(given), "--student_model_path"))
-        check_family(args.model_type, Path(args.student_model_path), "--student_model_path")
-        models["student"] = _origin(args.student_model_path, given)
-    elif args.mode == "distill" and parse_spec(args.layer_or_sparsity)[0] == "path":
-        models["student"] = _origin(args.layer_or_sparsity, args.layer_or_sparsity)
-    task = resolve_task(args)
-    check_teacher(args, teacher, task)
-    tok = pipeline.load_tokenizer(teacher, args.use_slow_tokenizer, pre_split=task.is_ner)
+    models = {"teacher": _origin(teacher, m.teacher_model_path)}
+    if m.student_model_path is not None:
+        given = m.student_model_path
+        student = str(check_checkpoint(resolve_checkpoint(given), "--student_model_path"))
+        check_family(m.model_type, Path(student), "--student_model_path")
+        models["student"] = _origin(student, given)
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(m, student_model_path=student))
+    elif cfg.mode == "distill" and parse_spec(cfg.distill.layer_or_sparsity)[0] == "path":
+        models["student"] = _origin(cfg.distill.layer_or_sparsity, cfg.distill.layer_or_sparsity)
+    task = resolve_task(d)
+    check_teacher(cfg, teacher, task)
+    tok = pipeline.load_tokenizer(teacher, m.use_slow_tokenizer, pre_split=task.is_ner)
 
     def load(split: str) -> Split:
-        return pipeline.load_split(task, args.data_dir, split, tok, args.max_length)
+        return pipeline.load_split(task, d.data_dir, split, tok, d.max_length)
 
-    train = load("train") if args.do_train else None
+    train = load("train") if cfg.do_train else None
     dev = [load(s) for s in task.dev_splits]
-    test = [load(s) for s in task.test_splits] if (args.do_test or args.do_infer) else []
+    test = [load(s) for s in task.test_splits] if (cfg.do_test or cfg.do_infer) else []
     if not dev[0].has_labels:
-        raise MiniDiscError(f"{task.path(args.data_dir, dev[0].name)}: dev set has no labels")
-    return Context(args=args, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
-                   run_dir=Path(args.output_dir) / run_name(args), train=train, dev=dev,
+        raise MiniDiscError(f"{task.path(d.data_dir, dev[0].name)}: dev set has no labels")
+    return Context(cfg=cfg, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
+                   run_dir=Path(cfg.output_dir) / cfg.run_name(), train=train, dev=dev,
                    test=test, models=models)
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from minidisc.cli import parse_spec
 from minidisc.compression.losses import Objective, distill_loss, objective_for
+from minidisc.compression.specs import parse_spec
 from minidisc.compression.students import drop_layers, narrow
 from minidisc.modes.common import Context
 from minidisc.training.runtime import shard
@@ -42,8 +42,9 @@ class Distiller:
     is sharded like the student."""
 
     def __init__(self, ctx: Context, teacher: nn.Module):
-        self.ctx, self.teacher = ctx, teacher.to(TEACHER_DTYPES[ctx.args.teacher_dtype])
-        self.objective: Objective = objective_for(ctx.args.model_type, ctx.args.objective)
+        d = ctx.cfg.distill
+        self.ctx, self.teacher = ctx, teacher.to(TEACHER_DTYPES[d.teacher_dtype])
+        self.objective: Objective = objective_for(ctx.cfg.model.model_type, d.objective)
         if ctx.rt.fsdp and self.objective.needs_teacher:
             shard(teacher)
 
@@ -58,11 +59,11 @@ class Distiller:
         return b, inputs, t_out
 
     def loss(self, student: nn.Module, inputs: dict, t_out: Any, batch: dict) -> torch.Tensor:
-        task, args = self.ctx.task, self.ctx.args
+        task = self.ctx.task
         s_out = student(**inputs, output_hidden_states=self.objective.needs_hidden)
         return distill_loss(self.objective.name, s_out, t_out, batch,
-                            temperature=args.temperature, regression=task.is_regression,
-                            token_level=task.is_ner)
+                            temperature=self.ctx.cfg.distill.temperature,
+                            regression=task.is_regression, token_level=task.is_ner)
 
 
 def distill_stage(ctx: Context, teacher: nn.Module, student: nn.Module, path: Path,
@@ -78,20 +79,20 @@ def distill_stage(ctx: Context, teacher: nn.Module, student: nn.Module, path: Pa
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
-    args = ctx.args
+    cfg = ctx.cfg
     teacher, teacher_info = ctx.load_teacher()
-    if args.student_model_path:
-        spec = ("path", args.student_model_path)
+    if cfg.model.student_model_path:
+        spec = ("path", cfg.model.student_model_path)
     else:
-        spec = parse_spec(args.layer_or_sparsity)
+        spec = parse_spec(cfg.distill.layer_or_sparsity)
     if spec[0] != "path":
         ctx.check_specs(teacher, [spec])
     student = build_student(ctx, teacher, spec)
     if ctx.rt.is_main:
         logger.info("distill: one student (%s) from the teacher, objective %s",
-                    spec[1] if spec[0] == "path" else ctx.args.layer_or_sparsity,
-                    objective_for(args.model_type, args.objective).name)
+                    spec[1] if spec[0] == "path" else cfg.distill.layer_or_sparsity,
+                    objective_for(cfg.model.model_type, cfg.distill.objective).name)
     train = distill_stage(ctx, teacher, student, folder / "model", f"distill {spec[1]}")
-    return {"teacher": teacher_info, "student_spec": args.layer_or_sparsity,
-            "objective": objective_for(args.model_type, args.objective).name,
+    return {"teacher": teacher_info, "student_spec": cfg.distill.layer_or_sparsity,
+            "objective": objective_for(cfg.model.model_type, cfg.distill.objective).name,
             "final": ctx.report(student, folder, "model"), "train": train}

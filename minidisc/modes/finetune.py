@@ -10,7 +10,7 @@ from minidisc.modes.common import Context
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
     model = ctx.load(ctx.teacher_path, "--teacher_model_path")
-    if not ctx.args.do_train:
+    if not ctx.cfg.do_train:
         return {"final": ctx.report(model, folder, str(ctx.teacher_path))}
 
     def compute_loss(batch, forward):

@@ -10,7 +10,6 @@ best target-sparsity model of the whole trial (by dev metric), not only of the l
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ from torch import nn
 from minidisc.compression.schedule import choose_sparsity, top_candidate, tradeoff
 from minidisc.compression.sparsity_map import sparsities, sparsity_key
 from minidisc.compression.students import narrow
+from minidisc.config import MiniDiscConfig
 from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context
 from minidisc.modes.distill import Distiller
@@ -130,7 +130,7 @@ class BestTarget:
         return self.info.get("iteration") == it and step in (None, self.info.get("step"))
 
 
-def ends(chosen: float, target: float, is_final: bool, args: argparse.Namespace) -> bool:
+def ends(chosen: float, target: float, is_final: bool, args: MiniDiscConfig) -> bool:
     """Whether an iteration that kept `chosen` ends the trial: the final one does; a search
     that kept the target does unless --search_epochs shortened it (its target model had less
     training than a student gets, so the final iteration still trains one)."""
@@ -139,7 +139,7 @@ def ends(chosen: float, target: float, is_final: bool, args: argparse.Namespace)
 
 def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target: BestTarget,
             is_final: bool) -> tuple[nn.Module, dict]:
-    args = ctx.args
+    args = ctx.cfg.minidisc
     target = float(args.target_sparsity)
     # a search iteration only has to rank the candidates; the final one trains the student
     epochs = None if is_final else args.search_epochs
@@ -155,15 +155,15 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
     if ctx.rt.is_main:
         logger.info("iteration %d of at most %d: teacher %gS; trains %s for %g epochs; scores "
                     "%s", it, args.target_iteration, t_sparsity,
-                    " ".join(f"{s:g}S" for s in cands), epochs or args.num_train_epochs,
+                    " ".join(f"{s:g}S" for s in cands), epochs or ctx.cfg.training.num_train_epochs,
                     "only the target (final iteration)" if is_final
                     else "each of them" if every == 1
                     else f"the target at every evaluation, all at every {every}th")
     student = copy_model(teacher).train().requires_grad_(True)
     distiller = Distiller(ctx, teacher)
     ckpt = f"ckpt_iter_{it}"
-    k = None if args.sandwich_k == "all" else int(args.sandwich_k)
-    rng = random.Random(args.seed + it)
+    k = args.sandwich_size
+    rng = random.Random(ctx.cfg.seed + it)
     # what this iteration has decided so far; saved with every state, so --resume keeps it
     state = ctx.progress.get("iteration")
     if state is None or state["it"] != it:
@@ -187,7 +187,7 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
     def scores_all(step: int) -> bool:
         """Whether this evaluation scores every candidate: the first, every `every`-th and the
         last do (counted from the step, so a --resume keeps the same cadence)."""
-        return (step // args.log_interval - 1) % every == 0 or step >= total
+        return (step // ctx.cfg.training.log_interval - 1) % every == 0 or step >= total
 
     def evaluate(step: int) -> Evaluation:
         now = {}
@@ -241,7 +241,7 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
     record = {
         "iteration": it,
         "final": is_final,
-        "epochs": epochs or args.num_train_epochs,
+        "epochs": epochs or ctx.cfg.training.num_train_epochs,
         "teacher_sparsity": t_sparsity,
         "candidates": [sparsity_key(s) for s in cands],
         "best_metric": dict(best),
@@ -259,7 +259,7 @@ def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
-    args = ctx.args
+    args = ctx.cfg.minidisc
     teacher, teacher_info = ctx.load_teacher()
     target = float(args.target_sparsity)
     ctx.check_specs(teacher, [("sparsity", target)])
