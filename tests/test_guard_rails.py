@@ -164,7 +164,7 @@ def test_task_names_are_case_insensitive(given):
     ns = parse_args(["--mode", "finetune", "--task_name", given])
     assert ns.data.task_name == "mrpc" and ns.data.fetch_glue == given.startswith("GLUE/")
     assert ns.run_name() == "sparsebert_cls_finetune_mrpc"
-    assert resolve_task(ns, read=False) is TASKS["mrpc"]
+    assert resolve_task(ns.data, read=False) is TASKS["mrpc"]
 
 
 @pytest.mark.parametrize("extra, fragment", [
