@@ -423,6 +423,29 @@ class RunConfig:
                        data=replace(data, data_type=given),
                        training=replace(self.training, selection_metric=selection))
 
+    def asks_sparsity(self) -> bool:
+        """Whether this run asks the teacher for a sparsity (NS, ...S paths, MiniDisc)."""
+        if self.mode == "distill" and self.model.student_model_path is None:
+            return parse_spec(self.distill.layer_or_sparsity)[0] == "sparsity"
+        if self.mode == "maxidisc":
+            return parse_path(self.distill.layer_or_sparsity_path)[0][0] == "sparsity"
+        return self.mode == "minidisc"
+
+    def task_flags(self) -> str:
+        """The flags that name this run's task and data, for a command the user can copy."""
+        import shlex
+
+        from minidisc.data.tasks import CUSTOM, CUSTOM_FLAGS
+
+        d = self.data
+        flags = ["--task_name", f"glue/{d.task_name}" if d.fetch_glue else d.task_name]
+        if d.task_name == CUSTOM:
+            flags += [x for f in CUSTOM_FLAGS if getattr(d, f) is not None
+                      for x in (f"--{f}", getattr(d, f))]
+        elif d.data_dir != DEFAULT_DATA_DIR:
+            flags += ["--data_dir", d.data_dir]
+        return shlex.join(flags)
+
     def run_name(self) -> str:
         """The run folder's name: model type, mode, suffix, student spec and task."""
         d, m = self.distill, self.minidisc

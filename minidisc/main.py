@@ -70,8 +70,8 @@ def run(cfg: RunConfig, argv: Sequence[str] | None = None) -> dict:
         wall = ctx.wall()
         results = {"mode": cfg.mode, "task": cfg.data.task_name,
                    "selection_metric": cfg.training.selection_metric, **results,
-                   "wall_time_s": wall, "eval_time_s": ctx.eval_time_s,
-                   "eval_share": ctx.eval_time_s / wall if wall > 0 else 0.0,
+                   "wall_time_s": wall, "eval_time_s": ctx.evaluator.time_s,
+                   "eval_share": ctx.evaluator.time_s / wall if wall > 0 else 0.0,
                    "provenance": provenance(ctx.started_at, ctx.models),
                    "args": cfg.to_flags()}
         reporter.final(results["final"])

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import FAST_FLAGS, write_sst2_task
 
+from minidisc.compression.schedule import choice_line
 from minidisc.main import execute
-from minidisc.modes.minidisc import choice_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ def test_one_class_model_is_warned_about(tiny_bert, tmp_path, monkeypatch, caplo
     answer = index if predicts == "majority" else 1 - index
     monkeypatch.setattr(ev, "predict", lambda *a: [answer] * len(dev.examples))
     with caplog.at_level(logging.WARNING, logger="minidisc"):
-        metrics, _ = ctx.evaluate_split(None, dev)
+        metrics, _ = ctx.evaluator.evaluate_split(None, dev)
     assert metrics["acc"] == pytest.approx(rate if warns else 1 - rate)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     if warns:

@@ -14,11 +14,12 @@ import torch
 from conftest import write_sst2_task
 from transformers import BertForSequenceClassification
 
-from minidisc.cli import check_teacher, parse_args
+from minidisc.cli import parse_args
 from minidisc.compression.sparsity_map import build_map
 from minidisc.data.tasks import TASKS, resolve_task
 from minidisc.errors import MiniDiscError
 from minidisc.main import main
+from minidisc.modes.common import check_run_teacher
 
 MRPC_HEAD = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
 
@@ -114,7 +115,7 @@ def test_teachers_that_need_less(teachers, teacher, extra):
     path = getattr(teachers, teacher)
     ns = parse_args(_argv("distill", Path("d"), Path("o"), path, "--layer_or_sparsity", "1L",
                           *extra))
-    check_teacher(ns, path, TASKS["sst2"])  # no error
+    check_run_teacher(ns, path, TASKS["sst2"])  # no error
 
 
 def test_custom_task_commands_carry_the_custom_flags(teachers, tmp_path, capsys):

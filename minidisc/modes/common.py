@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from minidisc.cli import check_teacher
+from minidisc.compression.losses import objective_for
 from minidisc.compression.specs import parse_spec
 from minidisc.compression.students import check_specs
 from minidisc.config import RunConfig, TrainingConfig
@@ -33,6 +33,7 @@ from minidisc.models import (
     default_model_path,
     load_model,
 )
+from minidisc.models.checks import check_teacher
 from minidisc.models.families import count_params
 from minidisc.registry import resolve_checkpoint
 from minidisc.training import evaluate as ev
@@ -43,6 +44,7 @@ from minidisc.training.loop import (
     TrainStep,
     fit,
     single_loss,
+    to_device,
 )
 from minidisc.training.outputs import save_checkpoint
 from minidisc.training.reporting import Reporter
@@ -56,6 +58,89 @@ REPORT_KEYS = ("path", "sparsity", "num_layers", "params", "predictions")  # and
 
 
 @dataclass
+class Evaluator:
+    """How a run evaluates: its dev and test splits, the selection metric, the time spent
+    (for results.json), and the report of a saved model (metrics, test, predictions)."""
+
+    task: Task
+    rt: Runtime
+    tokenizer: Any
+    dev: list[Split]
+    test: list[Split]
+    selection: str  # the dev metric that picks checkpoints
+    batch_size: int
+    do_test: bool = False
+    do_infer: bool = False
+    time_s: float = 0.0  # every dev/test evaluation of the run
+    _loaders: dict[str, pipeline.EvalBatches] = field(default_factory=dict)
+    _majority: dict[str, tuple[str, float] | None] = field(default_factory=dict)
+
+    def loader(self, split: Split) -> pipeline.EvalBatches:
+        if split.name not in self._loaders:
+            self._loaders[split.name] = pipeline.eval_loader(
+                split, self.task, self.tokenizer, self.batch_size,
+                self.rt.device)
+        return self._loaders[split.name]
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Metrics on the selection dev set (the first one; MNLI: matched)."""
+        metrics, _ = self.evaluate_split(model, self.dev[0])
+        return metrics
+
+    def report_of(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The `report` part of a stage record (what `final` holds in results.json)."""
+        keys = (*REPORT_KEYS, *(s.name for s in (*self.dev, *self.test)))
+        return {k: record[k] for k in keys if k in record}
+
+    def report(self, model: nn.Module, folder: Path, path: str,
+               final: bool = True) -> dict[str, Any]:
+        """Numbers of a saved model: every dev set; for the final model also the test metric
+        where labelled and the prediction files. Metrics sit under their split's name
+        (`dev.acc`; MNLI: `dev_matched.acc`, `dev_mismatched.acc`)."""
+        out: dict[str, Any] = {
+            "path": path,
+            "sparsity": float(getattr(model.config, "sparsity", 0) or 0),
+            "num_layers": model.config.num_hidden_layers,
+            "params": count_params(model),
+            **{s.name: self.evaluate_split(model, s)[0] for s in self.dev},
+        }
+        for split in self.test if final else []:
+            metrics, preds = self.evaluate_split(model, split)
+            if self.do_test:
+                if metrics is None:
+                    logger.warning("%s has no labels: no test metric (use --do_infer)", split.name)
+                else:
+                    out[split.name] = metrics
+            if self.do_infer and self.rt.is_main:
+                written = ev.write_predictions(self.task, split, preds, folder)
+                out.setdefault("predictions", []).append(written.name)
+        return out
+
+    def evaluate_split(self, model: nn.Module, split: Split) -> tuple[dict | None, list]:
+        tick = time.perf_counter()
+        preds = ev.predict(model, self.loader(split), self.task, self.rt)
+        metrics = ev.score(self.task, split, preds) if split.has_labels else None
+        self.time_s += time.perf_counter() - tick
+        if metrics is not None and self.rt.is_main:
+            self._warn_one_class(split, preds)
+        return metrics, preds
+
+    def _warn_one_class(self, split: Split, preds: list) -> None:
+        """An accuracy equal to the majority-class rate means the model has learnt to answer
+        one class whatever the input: say so, the metric alone looks plausible."""
+        if split.name not in self._majority:
+            self._majority[split.name] = ev.majority_class(self.task, split)
+        majority = self._majority[split.name]
+        if majority is None:
+            return
+        acc = ev.accuracy(self.task, split, preds)
+        if abs(acc - majority[1]) <= 1e-9:
+            logger.warning("%s acc %.4f equals the majority-class rate (%r is %.2f%% of %s): "
+                           "the model predicts one class", split.name, acc, majority[0],
+                           100 * majority[1], split.name)
+
+
+@dataclass
 class Context:
     cfg: RunConfig
     task: Task
@@ -66,9 +151,8 @@ class Context:
     train: Split | None
     dev: list[Split]
     test: list[Split]
-    _loaders: dict[str, pipeline.EvalBatches] = field(default_factory=dict)
+    evaluator: Evaluator
     started: float = field(default_factory=time.perf_counter)
-    eval_time_s: float = 0.0  # every dev/test evaluation of the run, for results.json
     folder: Path | None = None  # the run's staging folder, once it exists
     saved: dict[str, Any] | None = None  # the state a --resume continues from
     progress: dict[str, Any] = field(default_factory=dict)  # the mode's own, saved with it
@@ -76,7 +160,6 @@ class Context:
     models: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> where it starts
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
         timespec="seconds"))
-    _majority: dict[str, tuple[str, float] | None] = field(default_factory=dict)
     reporter: Reporter = field(default_factory=Reporter)  # --report_to, set by main
 
     wall_before: float = 0.0  # seconds spent before a --resume
@@ -95,18 +178,7 @@ class Context:
         if saved is None:
             raise MiniDiscError(f"--resume: {self.folder} holds no readable state")
         self.saved, self.progress = saved, saved["progress"]
-        self.wall_before, self.eval_time_s = saved["wall_s"], saved["eval_s"]
-
-    @property
-    def selection(self) -> str:
-        return self.cfg.training.selection_metric
-
-    def eval_loader(self, split: Split) -> pipeline.EvalBatches:
-        if split.name not in self._loaders:
-            self._loaders[split.name] = pipeline.eval_loader(
-                split, self.task, self.tokenizer, self.cfg.training.per_device_eval_batch_size,
-                self.rt.device)
-        return self._loaders[split.name]
+        self.wall_before, self.evaluator.time_s = saved["wall_s"], saved["eval_s"]
 
     def train_loader(self) -> DataLoader:
         sampler = None
@@ -156,22 +228,12 @@ class Context:
                     "evaluation every %d steps and at the end, by %s %s; early stop after %d "
                     "steps without a better score", epochs, "" if epochs == 1 else "s",
                     plan.steps_per_epoch, plan.total, batch, tr.log_interval,
-                    self.dev[0].name, self.selection, plan.patience)
+                    self.dev[0].name, self.evaluator.selection, plan.patience)
         search = cfg.minidisc.search_epochs
         if cfg.mode == "minidisc" and search is not None:
             logger.info("minidisc: the iterations that search for a TA train %g epochs = %d "
                         "steps; the final one trains the student as above",
                         search, self.plan(search).total)
-
-    def report_of(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The `report` part of a stage record (what `final` holds in results.json)."""
-        keys = (*REPORT_KEYS, *(s.name for s in (*self.dev, *self.test)))
-        return {k: record[k] for k in keys if k in record}
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Metrics on the selection dev set (the first one; MNLI: matched)."""
-        metrics, _ = self.evaluate_split(model, self.dev[0])
-        return metrics
 
     def load(self, path: str | Path, flag: str, model_type: str | None = None) -> nn.Module:
         model = load_model(model_type or self.cfg.model.model_type, path, self.task, flag)
@@ -191,12 +253,12 @@ class Context:
                 "sparsity": float(getattr(teacher.config, "sparsity", 0) or 0),
                 "num_layers": teacher.config.num_hidden_layers,
                 "params": count_params(teacher),
-                self.dev[0].name: self.evaluate(teacher)}
+                self.dev[0].name: self.evaluator.evaluate(teacher)}
         return teacher, info
 
     def check_specs(self, teacher: nn.Module, specs: list[tuple[str, float]]) -> None:
         """Student/TA specs must be buildable from this teacher (that it is prunable where a
-        sparsity is asked of it, cli.check_teacher checked up front)."""
+        sparsity is asked of it, check_run_teacher checked up front)."""
         check_specs(teacher.config, specs)
 
     def run_fit(self, model: nn.Module, train_step: TrainStep,
@@ -212,7 +274,7 @@ class Context:
         def on_state(trainer: dict[str, Any]) -> None:
             save_state(self.folder, {"stage": stage, "trainer": trainer,
                                      "progress": self.progress, "rng": rng_state(),
-                                     "wall_s": self.wall(), "eval_s": self.eval_time_s})
+                                     "wall_s": self.wall(), "eval_s": self.evaluator.time_s})
 
         if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -235,7 +297,7 @@ class Context:
             best.update(type(model).from_pretrained(path).state_dict())
 
         def evaluate(step: int) -> Evaluation:
-            metrics = self.evaluate(model)
+            metrics = self.evaluator.evaluate(model)
 
             def keep() -> None:
                 full = self.rt.full_state_dict(model)
@@ -244,62 +306,16 @@ class Context:
                     save_checkpoint(model, self.tokenizer, path, full)
 
             split = self.dev[0].name
-            return Evaluation(metrics[self.selection], {split: metrics}, keep,
-                              name=f"{split} {self.selection}")
+            return Evaluation(metrics[self.evaluator.selection], {split: metrics}, keep,
+                              name=f"{split} {self.evaluator.selection}")
 
         result = self.run_fit(model, single_loss(compute_loss), evaluate, desc, stage=desc)
         self.rt.load_full_state_dict(model, best)
         return result.as_dict()
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
+        return to_device(batch, self.rt.device)
 
-    def report(self, model: nn.Module, folder: Path, path: str,
-               final: bool = True) -> dict[str, Any]:
-        """Numbers of a saved model: every dev set; for the final model also the test metric
-        where labelled and the prediction files. Metrics sit under their split's name
-        (`dev.acc`; MNLI: `dev_matched.acc`, `dev_mismatched.acc`)."""
-        out: dict[str, Any] = {
-            "path": path,
-            "sparsity": float(getattr(model.config, "sparsity", 0) or 0),
-            "num_layers": model.config.num_hidden_layers,
-            "params": count_params(model),
-            **{s.name: self.evaluate_split(model, s)[0] for s in self.dev},
-        }
-        for split in self.test if final else []:
-            metrics, preds = self.evaluate_split(model, split)
-            if self.cfg.do_test:
-                if metrics is None:
-                    logger.warning("%s has no labels: no test metric (use --do_infer)", split.name)
-                else:
-                    out[split.name] = metrics
-            if self.cfg.do_infer and self.rt.is_main:
-                written = ev.write_predictions(self.task, split, preds, folder)
-                out.setdefault("predictions", []).append(written.name)
-        return out
-
-    def evaluate_split(self, model: nn.Module, split: Split) -> tuple[dict | None, list]:
-        tick = time.perf_counter()
-        preds = ev.predict(model, self.eval_loader(split), self.task, self.rt)
-        metrics = ev.score(self.task, split, preds) if split.has_labels else None
-        self.eval_time_s += time.perf_counter() - tick
-        if metrics is not None and self.rt.is_main:
-            self._warn_one_class(split, preds)
-        return metrics, preds
-
-    def _warn_one_class(self, split: Split, preds: list) -> None:
-        """An accuracy equal to the majority-class rate means the model has learnt to answer
-        one class whatever the input: say so, the metric alone looks plausible."""
-        if split.name not in self._majority:
-            self._majority[split.name] = ev.majority_class(self.task, split)
-        majority = self._majority[split.name]
-        if majority is None:
-            return
-        acc = ev.accuracy(self.task, split, preds)
-        if abs(acc - majority[1]) <= 1e-9:
-            logger.warning("%s acc %.4f equals the majority-class rate (%r is %.2f%% of %s): "
-                           "the model predicts one class", split.name, acc, majority[0],
-                           100 * majority[1], split.name)
 
 
 def prepare(cfg: RunConfig) -> Context:
@@ -324,7 +340,7 @@ def prepare(cfg: RunConfig) -> Context:
     elif cfg.mode == "distill" and parse_spec(cfg.distill.layer_or_sparsity)[0] == "path":
         models["student"] = _origin(cfg.distill.layer_or_sparsity, cfg.distill.layer_or_sparsity)
     task = resolve_task(d)
-    check_teacher(cfg, teacher, task)
+    check_run_teacher(cfg, teacher, task)
     tok = pipeline.load_tokenizer(teacher, m.use_slow_tokenizer, pre_split=task.is_ner)
 
     def load(split: str) -> Split:
@@ -335,9 +351,24 @@ def prepare(cfg: RunConfig) -> Context:
     test = [load(s) for s in task.test_splits] if (cfg.do_test or cfg.do_infer) else []
     if not dev[0].has_labels:
         raise MiniDiscError(f"{task.path(d.data_dir, dev[0].name)}: dev set has no labels")
+    evaluator = Evaluator(task, rt, tok, dev, test, cfg.training.selection_metric,
+                          cfg.training.per_device_eval_batch_size, cfg.do_test, cfg.do_infer)
     return Context(cfg=cfg, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
                    run_dir=Path(cfg.output_dir) / cfg.run_name(), train=train, dev=dev,
-                   test=test, models=models)
+                   test=test, evaluator=evaluator, models=models)
+
+
+def check_run_teacher(cfg: RunConfig, path: Path, task: Task) -> None:
+    """The teacher must be of --model_type's family; and (every mode but finetune) hold what
+    the run asks of it (models/checks.py)."""
+    check_family(cfg.model.model_type, path, "--teacher_model_path")
+    if cfg.mode == "finetune":
+        return
+    # ftbert_* (objective ft) only starts from the teacher's weights: a pretrained one will do
+    teaches = cfg.mode == "sparsify" or objective_for(cfg.model.model_type,
+                                                      cfg.distill.objective).needs_teacher
+    check_teacher(path, task, needs_head=teaches, needs_map=cfg.asks_sparsity(),
+                  task_flags=cfg.task_flags())
 
 
 def _origin(checkpoint: str | Path, given: str | Path | None) -> dict[str, str]:

@@ -32,8 +32,8 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         train = distill_stage(ctx, teacher, student, folder / ckpt, f"maxidisc stage {i} {name}")
         last = i == len(path)
         stages.append({"stage": i, "spec": name, "train": train,
-                       **ctx.report(student, folder, ckpt, final=last)})
+                       **ctx.evaluator.report(student, folder, ckpt, final=last)})
         teacher = student.eval().requires_grad_(False)
-    final = ctx.report_of(stages[-1])
+    final = ctx.evaluator.report_of(stages[-1])
     return {"teacher": teacher_info, "path": ctx.cfg.distill.layer_or_sparsity_path,
             "stages": stages, "final": final}

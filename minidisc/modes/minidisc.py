@@ -10,51 +10,39 @@ best target-sparsity model of the whole trial (by dev metric), not only of the l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from minidisc.compression.schedule import choose_sparsity, top_candidate, tradeoff
-from minidisc.compression.sparsity_map import sparsities, sparsity_key
+from minidisc.compression.schedule import (
+    after_line,
+    candidates,
+    choice_line,
+    choose_sparsity,
+    ends,
+    sample_sandwich,
+    tradeoff,
+)
+from minidisc.compression.sparsity_map import sparsity_key
 from minidisc.compression.students import narrow
-from minidisc.config import MiniDiscConfig
 from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context
-from minidisc.modes.distill import Distiller
+from minidisc.modes.distill import Distiller, distiller_for
 from minidisc.training import evaluate as ev
 from minidisc.training.loop import Backward, Evaluation, TrainStep
 from minidisc.training.runtime import copy_model
 from minidisc.training.state import NumericalError
 
 logger = logging.getLogger(__name__)
-
-
-def candidates(smap: dict, teacher_sparsity: float, trunc: float, target: float,
-               above_target: bool = False) -> list[float]:
-    """Map sparsities >= trunc and >= the teacher's, up to the target (always included).
-
-    Sparsities above the target are trained only with `above_target` (the reference's
-    sandwich): they shape the shared weights, but a choice above the target falls back to it.
-    """
-    lo = max(float(trunc), float(teacher_sparsity))
-    found = [s for s in sparsities(smap) if lo <= s and (above_target or s <= target)]
-    return sorted(found if target in found else [*found, float(target)])
-
-
-def sample_sandwich(cands: list[float], k: int | None, rng: random.Random) -> list[float]:
-    """The smallest and the largest candidate plus `k` others at random (None: all), the
-    sandwich rule of slimmable networks: the extremes bound every width between them."""
-    if k is None or len(cands) <= k + 2:
-        return cands
-    middle = rng.sample(cands[1:-1], k)
-    return [cands[0], *sorted(middle), cands[-1]]
 
 
 def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]) -> TrainStep:
@@ -83,29 +71,6 @@ def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]) 
     return step
 
 
-def choice_line(it: int, chosen: float, best: dict[str, float], t_sparsity: float,
-                target: float, lam: float, is_final: bool, metric: str,
-                above_target: bool = False) -> str:
-    """One line per iteration: the sparsity kept and why (`best`: best dev metric per
-    candidate sparsity key; `metric` names it, e.g. "dev acc_and_f1")."""
-
-    def terms(s: float) -> str:
-        m = best[sparsity_key(s)]
-        return f"tradeoff {tradeoff(m, s, lam):.4f}: {metric} {m:.4f} + {lam:g}·{s / 100:.2f}"
-
-    if chosen != target:
-        return (f"iteration {it}: chose {chosen:g}S as TA ({terms(chosen)}; the target "
-                f"{target:g}S: {terms(target)})")
-    if is_final:
-        reason = "it is the final iteration"
-    else:
-        top = top_candidate(best, t_sparsity, target, lam, above_target)
-        reason = (f"{top:g}S, above the target, has the highest tradeoff ({terms(top)}) and "
-                  "the target takes its place" if top > target
-                  else f"the target's tradeoff is the highest ({terms(target)})")
-    return f"iteration {it}: chose the target {target:g}S: no TA, because {reason}"
-
-
 class BestTarget:
     """The best target-sparsity model of the whole trial, by dev metric: in memory, and on
     disk in the staging folder (so a --resume still has it)."""
@@ -130,132 +95,166 @@ class BestTarget:
         return self.info.get("iteration") == it and step in (None, self.info.get("step"))
 
 
-def ends(chosen: float, target: float, is_final: bool, args: MiniDiscConfig) -> bool:
-    """Whether an iteration that kept `chosen` ends the trial: the final one does; a search
-    that kept the target does unless --search_epochs shortened it (its target model had less
-    training than a student gets, so the final iteration still trains one)."""
-    return is_final or (chosen == target and args.search_epochs is None)
+@dataclass
+class IterationState:
+    """What one iteration has decided so far; saved with every state (as `to_dict`), so a
+    --resume keeps it: the best dev metric per candidate, what is kept (sparsity and step) and
+    the sandwich sampler's RNG state."""
+
+    it: int
+    best: dict[str, float]  # candidate sparsity key -> best dev metric so far
+    chosen: float | None = None  # the sparsity kept so far
+    step: int | None = None  # the step it was kept at
+    rng: list[int] | None = None  # random.Random's internal state (--sandwich_k K)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> IterationState:
+        return cls(**saved)
 
 
-def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target: BestTarget,
-            is_final: bool) -> tuple[nn.Module, dict]:
-    args = ctx.cfg.minidisc
-    target = float(args.target_sparsity)
-    # a search iteration only has to rank the candidates; the final one trains the student
-    epochs = None if is_final else args.search_epochs
-    t_sparsity = float(getattr(teacher.config, "sparsity", 0) or 0)
-    cands = candidates(teacher.config.sparsity_map, t_sparsity, args.trunc_sparsity, target,
-                       args.candidates_above_target)
-    if is_final and args.final_sandwich == "target":
-        cands = [target]  # plain distillation from the TA, like MaxiDisc's last stage
-    # On the final iteration the choice is the target whatever the others score.
-    scored = [target] if is_final else cands
-    every = args.candidate_eval_every
-    metric = f"{ctx.dev[0].name} {ctx.selection}"
-    if ctx.rt.is_main:
-        logger.info("iteration %d of at most %d: teacher %gS; trains %s for %g epochs; scores "
-                    "%s", it, args.target_iteration, t_sparsity,
-                    " ".join(f"{s:g}S" for s in cands), epochs or ctx.cfg.training.num_train_epochs,
-                    "only the target (final iteration)" if is_final
-                    else "each of them" if every == 1
-                    else f"the target at every evaluation, all at every {every}th")
-    student = copy_model(teacher).train().requires_grad_(True)
-    distiller = Distiller(ctx, teacher)
-    ckpt = f"ckpt_iter_{it}"
-    k = args.sandwich_size
-    rng = random.Random(ctx.cfg.seed + it)
-    # what this iteration has decided so far; saved with every state, so --resume keeps it
-    state = ctx.progress.get("iteration")
-    if state is None or state["it"] != it:
-        state = {"it": it, "best": {sparsity_key(s): -math.inf for s in scored}}
-        ctx.progress["iteration"] = state
-    if "rng" in state:
-        rng.setstate((3, tuple(state["rng"]), None))
-    best = state["best"]
-    kept: dict[str, Any] = {}
-    full_step = sandwich_step(student, distiller, cands)
+class Iteration:
+    """One MiniDisc iteration: a sandwich of the candidates distilled from `teacher`, scored
+    at every evaluation, the tradeoff's choice kept (saved as `ckpt_iter_<it>`)."""
 
-    def train_step(batch, backward) -> float:
+    def __init__(self, ctx: Context, teacher: nn.Module, it: int, folder: Path,
+                 best_target: BestTarget, is_final: bool):
+        m = ctx.cfg.minidisc
+        self.ctx, self.m, self.it, self.folder = ctx, m, it, folder
+        self.best_target, self.is_final = best_target, is_final
+        self.target = float(m.target_sparsity)
+        # a search iteration only has to rank the candidates; the final one trains the student
+        self.epochs = None if is_final else m.search_epochs
+        self.t_sparsity = float(getattr(teacher.config, "sparsity", 0) or 0)
+        cands = candidates(teacher.config.sparsity_map, self.t_sparsity, m.trunc_sparsity,
+                           self.target, m.candidates_above_target)
+        if is_final and m.final_sandwich == "target":
+            cands = [self.target]  # plain distillation from the TA, like MaxiDisc's last stage
+        self.cands = cands
+        # On the final iteration the choice is the target whatever the others score.
+        self.scored = [self.target] if is_final else cands
+        self.metric = f"{ctx.dev[0].name} {ctx.evaluator.selection}"
+        self.student = copy_model(teacher).train().requires_grad_(True)
+        self.distiller = distiller_for(ctx, teacher)
+        self.ckpt = f"ckpt_iter_{it}"
+        self.rng = random.Random(ctx.cfg.seed + it)
+        saved = ctx.progress.get("iteration")
+        self.state = (IterationState.from_dict(saved) if saved and saved["it"] == it else
+                      IterationState(it, {sparsity_key(s): -math.inf for s in self.scored}))
+        if self.state.rng is not None:
+            self.rng.setstate((3, tuple(self.state.rng), None))
+        self._save()
+        self.kept: nn.Module | None = None
+        self.full_step = sandwich_step(self.student, self.distiller, cands)
+        self.total = ctx.plan(self.epochs).total
+
+    def _save(self) -> None:
+        """Put the state where the run's state file takes it from (every evaluation)."""
+        self.ctx.progress["iteration"] = self.state.to_dict()
+
+    def train_step(self, batch: dict, backward: Backward) -> float:
+        k = self.m.sandwich_size
         if k is None:
-            return full_step(batch, backward)
-        picked = sample_sandwich(cands, k, rng)
-        state["rng"] = list(rng.getstate()[1])
-        return sandwich_step(student, distiller, picked)(batch, backward)
+            return self.full_step(batch, backward)
+        picked = sample_sandwich(self.cands, k, self.rng)
+        self.state.rng = list(self.rng.getstate()[1])
+        self._save()
+        return sandwich_step(self.student, self.distiller, picked)(batch, backward)
 
-    total = ctx.plan(epochs).total
+    def scores_all(self, step: int) -> bool:
+        """Whether this evaluation scores every candidate: the first, every N-th and the last
+        do (counted from the step, so a --resume keeps the same cadence)."""
+        every = self.m.candidate_eval_every
+        return ((step // self.ctx.cfg.training.log_interval - 1) % every == 0
+                or step >= self.total)
 
-    def scores_all(step: int) -> bool:
-        """Whether this evaluation scores every candidate: the first, every `every`-th and the
-        last do (counted from the step, so a --resume keeps the same cadence)."""
-        return (step // ctx.cfg.training.log_interval - 1) % every == 0 or step >= total
-
-    def evaluate(step: int) -> Evaluation:
+    def evaluate(self, step: int) -> Evaluation:
+        ctx, best, target, lam = self.ctx, self.state.best, self.target, self.m.lam
+        selection = ctx.evaluator.selection
         now = {}
-        full = is_final or scores_all(step)
-        for s in scored if full else [target]:
-            student.sparsify(s)
-            now[s] = ctx.evaluate(student)[ctx.selection]
+        full = self.is_final or self.scores_all(step)
+        for s in self.scored if full else [target]:
+            self.student.sparsify(s)
+            now[s] = ctx.evaluator.evaluate(self.student)[selection]
             if not math.isfinite(now[s]):
-                raise NumericalError(f"minidisc iteration {it}: non-finite dev {ctx.selection} "
-                                     f"at step {step} for candidate {s:g}S")
+                raise NumericalError(f"minidisc iteration {self.it}: non-finite dev "
+                                     f"{selection} at step {step} for candidate {s:g}S")
             if full:  # the target's best too: every candidate's over the same evaluations
                 best[sparsity_key(s)] = max(best[sparsity_key(s)], now[s])
-        student.sparsify(None)
-        best_target.offer(student, target, now[target], it, step)
-        chosen = choose_sparsity(best, t_sparsity, target, args.lam, is_final,
-                                 args.candidates_above_target)
+        self.student.sparsify(None)
+        self.best_target.offer(self.student, target, now[target], self.it, step)
+        chosen = choose_sparsity(best, self.t_sparsity, target, lam, self.is_final,
+                                 self.m.candidates_above_target)
+        self._save()
 
         def keep() -> None:
-            reuse = chosen == target and best_target.is_from(it, step)
-            ta = best_target.model if reuse else narrow(student, chosen)
-            kept["model"] = ta.eval().requires_grad_(False)
-            state.update(chosen=chosen, step=step)
-            ctx.save(ta, folder / ckpt)
+            reuse = chosen == target and self.best_target.is_from(self.it, step)
+            ta = self.best_target.model if reuse else narrow(self.student, chosen)
+            self.kept = ta.eval().requires_grad_(False)
+            self.state.chosen, self.state.step = chosen, step
+            self._save()
+            ctx.save(ta, self.folder / self.ckpt)
 
         dev = {sparsity_key(s): v for s, v in now.items()}
-        score = tradeoff(best[sparsity_key(chosen)], chosen, args.lam)
-        trades = {k: tradeoff(v, float(k), args.lam) for k, v in best.items()}
+        score = tradeoff(best[sparsity_key(chosen)], chosen, lam)
+        trades = {k: tradeoff(v, float(k), lam) for k, v in best.items()}
         if ctx.rt.is_main:
             logger.info("iteration %d step %d: %s %s; tradeoff (best %s + %g·s/100) %s; "
-                        "chose %gS", it, step, metric,
-                        " ".join(f"{s}S={v:.4f}" for s, v in dev.items()), metric, args.lam,
+                        "chose %gS", self.it, step, self.metric,
+                        " ".join(f"{s}S={v:.4f}" for s, v in dev.items()), self.metric, lam,
                         " ".join(f"{s}S={v:.4f}" for s, v in trades.items()), chosen)
-        scalars = {**{f"dev/{ctx.selection}/{s}S": v for s, v in dev.items()},
+        scalars = {**{f"dev/{selection}/{s}S": v for s, v in dev.items()},
                    **{f"tradeoff/{s}S": v for s, v in trades.items()}, "chosen": chosen}
         return Evaluation(score, {"dev": dev, "chosen": chosen}, keep,
                           name=f"{chosen:g}S tradeoff", scalars=scalars)
 
-    started = time.perf_counter()
-    train = ctx.run_fit(student, train_step, evaluate, f"minidisc iter {it}",
-                        stage=f"minidisc iteration {it}", epochs=epochs)
-    ta = kept.get("model") or ctx.load(folder / ckpt, "--resume").eval().requires_grad_(False)
-    chosen = float(state["chosen"])
-    line = choice_line(it, chosen, best, t_sparsity, target, args.lam, is_final, metric,
-                       args.candidates_above_target)
-    if ctx.rt.is_main:
-        logger.info("%s", line)
-    ctx.reporter.scalars({"minidisc/chosen_sparsity": chosen}, it)
-    ctx.reporter.text("minidisc/choice", line, it)
-    # the report of the model that ends the trial carries the test metric and predictions
-    ends_trial = ends(chosen, target, is_final, args) and best_target.is_from(it)
-    record = {
-        "iteration": it,
-        "final": is_final,
-        "epochs": epochs or ctx.cfg.training.num_train_epochs,
-        "teacher_sparsity": t_sparsity,
-        "candidates": [sparsity_key(s) for s in cands],
-        "best_metric": dict(best),
-        "tradeoff": {sparsity_key(s): tradeoff(best[sparsity_key(s)], s, args.lam)
-                     for s in scored if t_sparsity <= s <= target},
-        "chosen": chosen,
-        "saved_at_step": state["step"],
-        "steps": train.steps,
-        "wall_time_s": time.perf_counter() - started,
-        "eval_time_s": train.eval_time_s,
-        "history": train.history,
-        **ctx.report(ta, folder, ckpt, final=ends_trial),
-    }
-    return ta, record
+    def run(self) -> tuple[nn.Module, dict[str, Any]]:
+        """Train the sandwich; the model kept and the iteration's record."""
+        ctx, m, it, target = self.ctx, self.m, self.it, self.target
+        every = m.candidate_eval_every
+        epochs = self.epochs or ctx.cfg.training.num_train_epochs
+        if ctx.rt.is_main:
+            logger.info("iteration %d of at most %d: teacher %gS; trains %s for %g epochs; "
+                        "scores %s", it, m.target_iteration, self.t_sparsity,
+                        " ".join(f"{s:g}S" for s in self.cands), epochs,
+                        "only the target (final iteration)" if self.is_final
+                        else "each of them" if every == 1
+                        else f"the target at every evaluation, all at every {every}th")
+        started = time.perf_counter()
+        train = ctx.run_fit(self.student, self.train_step, self.evaluate, f"minidisc iter {it}",
+                            stage=f"minidisc iteration {it}", epochs=self.epochs)
+        ta = self.kept or ctx.load(self.folder / self.ckpt, "--resume").eval().requires_grad_(
+            False)
+        best, chosen = self.state.best, float(self.state.chosen)
+        line = choice_line(it, chosen, best, self.t_sparsity, target, m.lam, self.is_final,
+                           self.metric, m.candidates_above_target)
+        if ctx.rt.is_main:
+            logger.info("%s", line)
+        ctx.reporter.scalars({"minidisc/chosen_sparsity": chosen}, it)
+        ctx.reporter.text("minidisc/choice", line, it)
+        # the report of the model that ends the trial carries the test metric and predictions
+        ends_trial = (ends(chosen, target, self.is_final, m.search_epochs)
+                      and self.best_target.is_from(it))
+        record = {
+            "iteration": it,
+            "final": self.is_final,
+            "epochs": epochs,
+            "teacher_sparsity": self.t_sparsity,
+            "candidates": [sparsity_key(s) for s in self.cands],
+            "best_metric": dict(best),
+            "tradeoff": {sparsity_key(s): tradeoff(best[sparsity_key(s)], s, m.lam)
+                         for s in self.scored if self.t_sparsity <= s <= target},
+            "chosen": chosen,
+            "saved_at_step": self.state.step,
+            "steps": train.steps,
+            "wall_time_s": time.perf_counter() - started,
+            "eval_time_s": train.eval_time_s,
+            "history": train.history,
+            **ctx.evaluator.report(ta, self.folder, self.ckpt, final=ends_trial),
+        }
+        return ta, record
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
@@ -272,7 +271,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         logger.info("minidisc: at most %d iterations to %gS; each keeps the candidate with the "
                     "highest tradeoff (best %s %s + %g·s/100) as the next teacher (the last "
                     "keeps the target); iteration 1 candidates: %s", args.target_iteration,
-                    target, ctx.dev[0].name, ctx.selection, args.lam,
+                    target, ctx.dev[0].name, ctx.evaluator.selection, args.lam,
                     " ".join(f"{s:g}S" for s in first))
     iterations = ctx.progress.setdefault("iterations", [])  # finished ones survive --resume
     tas = [r for r in iterations if r["chosen"] != target]
@@ -281,29 +280,32 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         teacher.requires_grad_(False)
     best_target = BestTarget(ctx, folder)
     while not iterations or not ends(iterations[-1]["chosen"], target,
-                                     iterations[-1].get("final", False), args):
+                                     iterations[-1].get("final", False), args.search_epochs):
         it = len(iterations) + 1
         # after a search that kept the target, only the final iteration is left to run
         is_final = it == args.target_iteration or (
             bool(iterations) and iterations[-1]["chosen"] == target)
-        ta, record = iterate(ctx, teacher, it, folder, best_target, is_final)
+        ta, record = Iteration(ctx, teacher, it, folder, best_target, is_final).run()
         iterations.append(record)
         if record["chosen"] != target:
             teacher = ta
-        elif not is_final and ctx.rt.is_main:
-            logger.info("the final iteration distils the target from the same teacher (the "
-                        "search ran %g epochs)", record["epochs"])
+        line = after_line(it, record["chosen"], target, is_final, args.search_epochs,
+                          record["epochs"])
+        if line is not None and ctx.rt.is_main:
+            logger.info("%s", line)
     last = iterations[-1]
     if best_target.is_from(last["iteration"]) or best_target.model is None:
-        final = ctx.report_of(last)  # the last iteration's checkpoint is the student
+        final = ctx.evaluator.report_of(last)  # the last iteration's checkpoint is the student
     else:
         # an earlier iteration's sandwich trained a better target-sparsity model
         path = f"student_iter_{best_target.info['iteration']}"
         if ctx.rt.is_main:
             os.replace(best_target.path, folder / path)
         logger.info("final student: the %g%% model of iteration %d (dev %s %.4f)", target,
-                    best_target.info["iteration"], ctx.selection, best_target.info["score"])
-        final = ctx.report_of(ctx.report(best_target.model, folder, path, final=True))
+                    best_target.info["iteration"], ctx.evaluator.selection,
+                    best_target.info["score"])
+        final = ctx.evaluator.report_of(ctx.evaluator.report(best_target.model, folder, path,
+                                                             final=True))
     if ctx.rt.is_main:
         shutil.rmtree(best_target.path, ignore_errors=True)
     tas = [r["chosen"] for r in iterations if r["chosen"] != target]

@@ -106,6 +106,11 @@ def single_loss(compute_loss: Callable[[dict, nn.Module], torch.Tensor]) -> Trai
     return step
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A collated batch on the training device."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 @dataclass
 class FitState:
     """Everything about the loop's progress that is not a tensor of the model or optimiser."""
