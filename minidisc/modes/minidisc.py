@@ -258,20 +258,20 @@ class Iteration:
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
-    args = ctx.cfg.minidisc
+    m = ctx.cfg.minidisc
     teacher, teacher_info = ctx.load_teacher()
-    target = float(args.target_sparsity)
+    target = float(m.target_sparsity)
     ctx.check_specs(teacher, [("sparsity", target)])
     if target <= teacher_info["sparsity"]:
         raise MiniDiscError(f"--target_sparsity {target:g} is not above the teacher's "
                             f"sparsity {teacher_info['sparsity']:g}")
     if ctx.rt.is_main:
         first = candidates(teacher.config.sparsity_map, teacher_info["sparsity"],
-                           args.trunc_sparsity, target, args.candidates_above_target)
+                           m.trunc_sparsity, target, m.candidates_above_target)
         logger.info("minidisc: at most %d iterations to %gS; each keeps the candidate with the "
                     "highest tradeoff (best %s %s + %g·s/100) as the next teacher (the last "
-                    "keeps the target); iteration 1 candidates: %s", args.target_iteration,
-                    target, ctx.dev[0].name, ctx.evaluator.selection, args.lam,
+                    "keeps the target); iteration 1 candidates: %s", m.target_iteration,
+                    target, ctx.dev[0].name, ctx.evaluator.selection, m.lam,
                     " ".join(f"{s:g}S" for s in first))
     iterations = ctx.progress.setdefault("iterations", [])  # finished ones survive --resume
     tas = [r for r in iterations if r["chosen"] != target]
@@ -280,16 +280,16 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         teacher.requires_grad_(False)
     best_target = BestTarget(ctx, folder)
     while not iterations or not ends(iterations[-1]["chosen"], target,
-                                     iterations[-1].get("final", False), args.search_epochs):
+                                     iterations[-1].get("final", False), m.search_epochs):
         it = len(iterations) + 1
         # after a search that kept the target, only the final iteration is left to run
-        is_final = it == args.target_iteration or (
+        is_final = it == m.target_iteration or (
             bool(iterations) and iterations[-1]["chosen"] == target)
         ta, record = Iteration(ctx, teacher, it, folder, best_target, is_final).run()
         iterations.append(record)
         if record["chosen"] != target:
             teacher = ta
-        line = after_line(it, record["chosen"], target, is_final, args.search_epochs,
+        line = after_line(it, record["chosen"], target, is_final, m.search_epochs,
                           record["epochs"])
         if line is not None and ctx.rt.is_main:
             logger.info("%s", line)
@@ -309,7 +309,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     if ctx.rt.is_main:
         shutil.rmtree(best_target.path, ignore_errors=True)
     tas = [r["chosen"] for r in iterations if r["chosen"] != target]
-    out = {"teacher": teacher_info, "lam": args.lam, "target_sparsity": target,
+    out = {"teacher": teacher_info, "lam": m.lam, "target_sparsity": target,
            "teacher_assistants": tas, "iterations": iterations,
            "final_from_iteration": best_target.info.get("iteration", last["iteration"]),
            "final": final}
