@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import MiniDiscError
 from minidisc.files import atomic_write
+from minidisc.registry import RESULTS, resolve_checkpoint  # noqa: F401 -- their old home
 from minidisc.training.state import STATE_DIR
 
 if TYPE_CHECKING:
