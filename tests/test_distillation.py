@@ -403,7 +403,7 @@ def test_minidisc_reference_sandwich_and_sampled_sandwich(prunable):
 
 def test_final_student_is_the_best_target_model_of_the_trial(prunable, monkeypatch):
     """Iteration 1 trains a 90% model that scores better than iteration 2's: it is kept."""
-    from minidisc.modes.common import Context
+    from minidisc.modes.common import Evaluator
 
     def scripted(self, model):
         bert = getattr(model, "bert", None)
@@ -412,7 +412,7 @@ def test_final_student_is_the_best_target_model_of_the_trial(prunable, monkeypat
         score = {70.0: 0.8, 90.0: 0.7 if first_iteration else 0.6}.get(s, 0.5)
         return {"acc": score}
 
-    monkeypatch.setattr(Context, "evaluate", scripted)
+    monkeypatch.setattr(Evaluator, "evaluate", scripted)
     root, common, teacher = prunable
     res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
                "--num_train_epochs", "1", "--log_interval", "3", "--model_suffix", "best")
