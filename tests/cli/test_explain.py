@@ -121,7 +121,8 @@ def test_one_class_model_is_warned_about(tiny_bert, tmp_path, monkeypatch, caplo
     label, rate = ev.majority_class(ctx.task, dev)
     index = ctx.task.labels.index(label)
     answer = index if predicts == "majority" else 1 - index
-    monkeypatch.setattr(ev, "predict", lambda *a: [answer] * len(dev.examples))
+    monkeypatch.setattr(ev, "outputs",
+                        lambda *a, **k: ev.Outputs([answer] * len(dev.examples), None))
     with caplog.at_level(logging.WARNING, logger="minidisc"):
         metrics, _ = ctx.evaluate_split(None, dev)
     assert metrics["acc"] == pytest.approx(rate if warns else 1 - rate)
