@@ -47,20 +47,29 @@ def tiny_bert(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
-@pytest.fixture(scope="session")
-def head_teacher(tiny_bert, tmp_path_factory) -> Path:
-    """A tiny BERT with a task head (sparsify needs one; trained or not is not the point)."""
-    folder = tmp_path_factory.mktemp("head_teacher") / "teacher"
+def save_head_teacher(tiny_bert: Path, folder: Path, prunable: bool = False) -> Path:
+    """`tiny_bert` with a 2-label task head (seed 0) saved with its tokenizer; `prunable`
+    adds a sparsity map from random importance. Any fixed teacher will do for the tests that
+    use it: trained or not is not the point."""
+    from minidisc.compression.sparsity_map import make_prunable, random_importance
     from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 
     torch.manual_seed(0)
     model = SparseBertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    if prunable:
+        make_prunable(model, *random_importance(model, 1))
     model.config.architectures = ["SparseBertForSequenceClassification"]
     model.save_pretrained(folder)
     for f in tiny_bert.iterdir():
         if "token" in f.name or f.name == "vocab.txt":
             shutil.copy(f, folder / f.name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def head_teacher(tiny_bert, tmp_path_factory) -> Path:
+    """A tiny BERT with a task head (sparsify needs one)."""
+    return save_head_teacher(tiny_bert, tmp_path_factory.mktemp("head_teacher") / "teacher")
 
 
 def sentiment_rows(n: int, seed: int) -> list[tuple[str, int]]:

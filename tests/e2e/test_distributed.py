@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, write_sst2_task
+from conftest import ROOT, save_head_teacher, write_sst2_task
 from safetensors.torch import load_file
 
-from minidisc.compression.sparsity_map import make_prunable, random_importance
 from minidisc.main import execute
-from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 
 ENV = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -50,16 +47,8 @@ def test_torchrun_two_processes(tiny_bert, tmp_path):
 def prunable_teacher(tiny_bert, tmp_path_factory) -> Path:
     """A tiny teacher with a head and a sparsity map, built directly (no finetune/sparsify
     runs: the comparison needs any fixed teacher, not a good one)."""
-    folder = tmp_path_factory.mktemp("ddp") / "teacher"
-    torch.manual_seed(0)
-    model = SparseBertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-    make_prunable(model, *random_importance(model, 1))
-    model.config.architectures = ["SparseBertForSequenceClassification"]
-    model.save_pretrained(folder)
-    for f in tiny_bert.iterdir():
-        if "token" in f.name or f.name == "vocab.txt":
-            shutil.copy(f, folder / f.name)
-    return folder
+    return save_head_teacher(tiny_bert, tmp_path_factory.mktemp("ddp") / "teacher",
+                             prunable=True)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:

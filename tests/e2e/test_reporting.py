@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import importlib.machinery
 import json
-import shutil
 import sys
 import textwrap
 import types
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import run_mode, write_sst2_task
+from conftest import run_mode, save_head_teacher, write_sst2_task
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from minidisc.compression.sparsity_map import make_prunable, random_importance
 from minidisc.main import main
-from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 
 
 @pytest.fixture(scope="module")
 def teacher(tiny_bert, tmp_path_factory) -> Path:
     """A tiny teacher with a head and a sparsity map, built directly (the curves need any
     prunable teacher, not a good one)."""
-    folder = tmp_path_factory.mktemp("report_to") / "teacher"
-    torch.manual_seed(0)
-    model = SparseBertForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-    make_prunable(model, *random_importance(model, 1))
-    model.config.architectures = ["SparseBertForSequenceClassification"]
-    model.save_pretrained(folder)
-    for f in tiny_bert.iterdir():
-        if "token" in f.name or f.name == "vocab.txt":
-            shutil.copy(f, folder / f.name)
-    return folder
+    return save_head_teacher(tiny_bert, tmp_path_factory.mktemp("report_to") / "teacher",
+                             prunable=True)
 
 
 def _events(folder: Path) -> EventAccumulator:
