@@ -70,10 +70,10 @@ def _vm(field: str) -> float:
 def child(spec: dict) -> None:
     """Build teacher and student, run one sandwich step, print a JSON line of numbers."""
     import copy
-    from types import SimpleNamespace
 
     import torch
 
+    from minidisc.compression.losses import objective_for
     from minidisc.compression.sparsity_map import make_prunable, random_importance
     from minidisc.data.tasks import TASKS
     from minidisc.modes.distill import Distiller
@@ -98,11 +98,9 @@ def child(spec: dict) -> None:
         student.gradient_checkpointing_enable()
     bf16 = spec["precision"] == "bf16"
     rt = Runtime(device=device, bf16=bf16)
-    ctx = SimpleNamespace(
-        task=TASKS["sst2"], rt=rt, to_device=lambda b: {k: v.to(device) for k, v in b.items()},
-        args=SimpleNamespace(model_type="sparsebert_cls", objective=None, temperature=1.0,
-                             teacher_dtype=spec["teacher_dtype"]))
-    step = sandwich_step(student, Distiller(ctx, teacher), spec["candidates"])
+    distiller = Distiller(teacher, objective_for("sparsebert_cls"), TASKS["sst2"], device,
+                          teacher_dtype=spec["teacher_dtype"])
+    step = sandwich_step(student, distiller, spec["candidates"])
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1000, 30000, (spec["batch"], spec["seq_len"]), generator=g)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),

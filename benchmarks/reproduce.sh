@@ -20,9 +20,10 @@ grid=${TA_GRID:-50 70 80}
 target=${TARGET:-90}
 export DATA_DIR=$(dirname "$task_dir") OUTPUT_DIR=$out
 mkdir -p "$out"
-kind=cls; [[ $task == conll ]] && kind=ner
-ft=$out/sparsebert_${kind}_finetune_$task
-sp=$out/sparsebert_${kind}_sparsify_$task
+# the run folders, named by run.py's own rule (RunConfig.run_name)
+ft=$(python -m minidisc.run_dir --mode finetune --task_name "$task" --output_dir "$out")
+sp=$(python -m minidisc.run_dir --mode sparsify --task_name "$task" --output_dir "$out" \
+  --teacher_model_path "$ft")
 
 for step in $steps; do
   case $step in

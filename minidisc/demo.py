@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
+from minidisc.cli import parse_args
 from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.data import demo_task, pipeline
 from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import write_json
-from minidisc.main import execute
+from minidisc.main import run
 from minidisc.models import load_model
-from minidisc.models.families import peek_family
 from minidisc.report import dev_splits
 
 logger = logging.getLogger("minidisc.demo")
@@ -95,6 +95,12 @@ def _parser() -> ArgumentParser:
     return p
 
 
+def _step(argv: list[str]) -> tuple[dict, Path]:
+    """One run.py run: its results and its run folder (named by run.py's own RunConfig)."""
+    cfg = parse_args(argv)
+    return run(cfg, argv), Path(cfg.output_dir) / cfg.run_name()
+
+
 def run_demo(argv: Sequence[str] | None = None) -> dict:
     a = _parser().parse_args(argv)
     if a.latency_repeats < 1:
@@ -111,18 +117,16 @@ def run_demo(argv: Sequence[str] | None = None) -> dict:
               "--log_interval", "20", "--seed", "776"] + (["--use_cpu"] if a.use_cpu else [])
     teacher_flag = ["--teacher_model_path", a.teacher_model_path] if a.teacher_model_path else []
     logger.info("1/3 finetune the teacher")
-    ft = execute(["--mode", "finetune", *common, *teacher_flag, "--do_train", "--do_infer"])
-    model_type = peek_family(a.teacher_model_path).model_type("sparse", "cls")
-    ft_dir = out / f"{model_type}_finetune_{a.task_name}"
+    ft, ft_dir = _step(["--mode", "finetune", *common, *teacher_flag, "--do_train",
+                        "--do_infer"])
     logger.info("2/3 sparsify it (importance, reorder, sparsity map)")
-    execute(["--mode", "sparsify", *common, "--teacher_model_path", str(ft_dir)])
-    sp_dir = out / f"{model_type}_sparsify_{a.task_name}"
+    _, sp_dir = _step(["--mode", "sparsify", *common, "--teacher_model_path", str(ft_dir)])
     logger.info("3/3 minidisc to %g%% sparsity", a.target_sparsity)
-    md = execute(["--mode", "minidisc", *common, "--teacher_model_path", str(sp_dir),
-                  "--target_sparsity", f"{a.target_sparsity:g}", "--lam", f"{a.lam:g}",
-                  "--trunc_sparsity", f"{a.trunc_sparsity:g}",
-                  "--learning_rate", "1e-4"])
-    md_dir = out / f"{model_type}_minidisc_{a.target_sparsity:g}S_lam{a.lam:g}_{a.task_name}"
+    md, md_dir = _step(["--mode", "minidisc", *common, "--teacher_model_path", str(sp_dir),
+                        "--target_sparsity", f"{a.target_sparsity:g}", "--lam", f"{a.lam:g}",
+                        "--trunc_sparsity", f"{a.trunc_sparsity:g}",
+                        "--learning_rate", "1e-4"])
+    model_type = md["args"]["model_type"]
 
     task = TASKS[a.task_name]
     teacher = load_model(model_type, sp_dir / "model", task, "teacher")

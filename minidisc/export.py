@@ -42,16 +42,16 @@ import torch
 from torch import nn
 from transformers import AutoConfig
 
-from minidisc.cli import DEFAULT_DATA_DIR
 from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.data import pipeline
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import atomic_write, write_json
-from minidisc.models import check_checkpoint, check_loaded, read_config
+from minidisc.models import check_checkpoint, check_loaded, read_config, resolve_max_length
 from minidisc.models.families import accepted, family_of_config, head_kind
 from minidisc.predict import task_for
+from minidisc.registry import DEFAULT_DATA_DIR, resolve_checkpoint
 from minidisc.training.evaluate import evaluate
-from minidisc.training.outputs import provenance, resolve_checkpoint
+from minidisc.training.outputs import provenance
 from minidisc.training.runtime import setup
 
 logger = logging.getLogger("minidisc.export")
@@ -240,7 +240,8 @@ def dev_set(ckpt: Path, data_dir: str | Path, task_name: str | None, max_length:
     task = task_for(task_name, read_config(ckpt, "student"))
     examples = task.read(data_dir, task.dev_splits[0])
     tok = pipeline.load_tokenizer(ckpt, pre_split=task.is_ner)
-    split = pipeline.encode_split(task, task.dev_splits[0], examples, tok, max_length)
+    split = pipeline.encode_split(task, task.dev_splits[0], examples, tok,
+                                  resolve_max_length(tok, max_length))
     if not split.has_labels:
         raise MiniDiscError(f"--data_dir {data_dir}: {task.name}'s {split.name} split has no "
                             "labels to score int8 on")

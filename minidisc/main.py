@@ -3,56 +3,79 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from minidisc.commands import configure_logging
-from minidisc.errors import MiniDiscError, exit_code
+from minidisc.errors import exit_code
+
+if TYPE_CHECKING:
+    from minidisc.config import RunConfig
 
 logger = logging.getLogger("minidisc")
 
 
-def execute(argv: Sequence[str] | None = None) -> dict:
-    """Run one mode; raise MiniDiscError on bad input. Returns the results record."""
-    from minidisc.cli import parse_args
-    from minidisc.modes import MODES
+def execute(argv: Sequence[str] | None = None, *, logs: bool = False) -> dict:
+    """Run one mode; raise MiniDiscError on bad input. Returns the results record (with
+    --print_config: the resolved flags, printed; nothing runs). `logs`: set up logging
+    first (run.py; a caller such as a test keeps its own)."""
+    from minidisc.cli import parse
+    from minidisc.config import dump_flags
+
+    cfg, print_format = parse(argv)
+    if print_format is not None:
+        flags = cfg.to_flags()
+        sys.stdout.write(dump_flags(flags, print_format))
+        return flags
+    if logs:
+        configure_logging()
+    return run(cfg, argv)
+
+
+def run(cfg: RunConfig, argv: Sequence[str] | None = None) -> dict:
+    """Run one resolved configuration in its run folder, inside the signal handlers (a
+    signal before the run folder exists, while data and models are read, stops it at once
+    with nothing written); returns the results record (`argv`: the command line, for the
+    model card)."""
     from minidisc.training.state import stop_on_signals
 
-    args = parse_args(argv)
-    if args.mode not in MODES:
-        raise MiniDiscError(f"--mode {args.mode} is not implemented yet")
     with stop_on_signals() as stop:
-        return _run(args, MODES[args.mode], stop, argv)
+        return _run(cfg, stop, argv)
 
 
-def _run(args, mode, stop, argv: Sequence[str] | None) -> dict:
-    """The run inside the signal handlers: a signal before the run folder exists (while
-    data and models are read) stops it at once, with nothing written."""
+def _run(cfg: RunConfig, stop, argv: Sequence[str] | None) -> dict:
     from minidisc import card
     from minidisc.files import write_json
+    from minidisc.modes import MODES
     from minidisc.modes.common import prepare
+    from minidisc.registry import RESULTS
     from minidisc.training import reporting
-    from minidisc.training.outputs import RESULTS, RunFolder, provenance
+    from minidisc.training.outputs import RunFolder, provenance
     from minidisc.training.state import load_state, run_config
 
-    ctx = prepare(args)
-    with RunFolder(ctx.run_dir, ctx.rt.is_main, args.resume, args.keep_previous,
-                   run_config(args)) as folder, \
-            reporting.open_reporter(args.report_to, folder, ctx.rt.is_main) as reporter:
+    ctx = prepare(cfg)
+    cfg = ctx.cfg
+    with RunFolder(ctx.run_dir, ctx.rt.is_main, cfg.resume, cfg.keep_previous,
+                   run_config(cfg.compute_flags())) as folder, \
+            reporting.open_reporter(cfg.report_to, folder, ctx.rt.is_main) as reporter:
         ctx.folder = stop.folder = folder
         ctx.stop, ctx.reporter = stop, reporter
-        reporter.run_config(vars(args))
-        if args.resume:
+        reporter.run_config(cfg.to_flags())
+        if cfg.resume:
             ctx.restore(load_state(folder))
         if ctx.rt.is_main:
             ctx.explain()
-        results = mode(ctx, folder)
+        results = MODES[cfg.mode](ctx, folder)
         wall = ctx.wall()
-        results = {"mode": args.mode, "task": args.task_name,
-                   "selection_metric": args.selection_metric,
+        ev = ctx.evaluator
+        results = {"mode": cfg.mode, "task": cfg.data.task_name,
+                   "selection_metric": cfg.training.selection_metric,
                    "selection": ctx.selection_record(), **results,
-                   "wall_time_s": wall, "eval_time_s": ctx.eval_time_s,
-                   "eval_share": ctx.eval_time_s / wall if wall > 0 else 0.0,
-                   "provenance": provenance(ctx.started_at, ctx.models), "args": vars(args)}
+                   "wall_time_s": wall, "eval_time_s": ev.time_s,
+                   "eval_share": ev.time_s / wall if wall > 0 else 0.0,
+                   "provenance": provenance(ctx.started_at, ctx.models),
+                   "args": cfg.to_flags()}
         reporter.final(results["final"])
         if ctx.rt.is_main:
             write_json(folder / RESULTS, results)
@@ -63,5 +86,4 @@ def _run(args, mode, stop, argv: Sequence[str] | None) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    configure_logging()
-    return exit_code(lambda: execute(argv))
+    return exit_code(lambda: execute(argv, logs=True))

@@ -38,11 +38,17 @@ from minidisc.data.examples import PairExample, TagExample
 from minidisc.data.tasks import CUSTOM, TASKS, Task, custom_task
 from minidisc.errors import MiniDiscError, exit_code
 from minidisc.files import write_text
-from minidisc.models import check_checkpoint, checkpoint_family, load_model, read_config
+from minidisc.models import (
+    check_checkpoint,
+    checkpoint_family,
+    load_model,
+    read_config,
+    resolve_max_length,
+)
 from minidisc.models.families import head_kind
+from minidisc.registry import resolve_checkpoint
 from minidisc.training import evaluate as evaluation
 from minidisc.training.evaluate import as_labels
-from minidisc.training.outputs import resolve_checkpoint
 from minidisc.training.runtime import Runtime, setup
 
 logger = logging.getLogger("minidisc.predict")
@@ -257,7 +263,8 @@ def predict(model_path: str | Path, input_path: str | Path, task_name: str | Non
         raise MiniDiscError(f"--output {out}: folder {out.parent} not found")
     data = read_input(task, src, text_columns)
     tok = pipeline.load_tokenizer(ckpt, pre_split=task.is_ner)
-    split = pipeline.encode_split(task, "input", data.examples, tok, max_length)
+    split = pipeline.encode_split(task, "input", data.examples, tok,
+                                  resolve_max_length(tok, max_length))
     rt = setup(use_cpu, False)
     family = checkpoint_family(ckpt, FLAG)
     model = load_model(family.model_type("sparse", "ner" if task.is_ner else "cls"), ckpt, task,

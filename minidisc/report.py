@@ -20,9 +20,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from minidisc.cli import MODES
 from minidisc.errors import MiniDiscError
-from minidisc.training.outputs import RESULTS
+from minidisc.registry import MODES, RESULTS
 
 GROUPS = ("teacher", "distill", "maxidisc", "minidisc")  # the paper's row order
 NEEDS = {"distill": ("teacher", "student_spec"), "maxidisc": ("teacher", "path", "stages"),

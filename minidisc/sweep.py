@@ -126,7 +126,6 @@ def expand(spec: Path, data: dict[str, Any]) -> list[Run]:
     (every method of a seed before the next seed). Each run's flags go through run.py's own
     parser, so a bad flag is reported with the SPEC key it came from."""
     from minidisc.cli import parse_args
-    from minidisc.modes.common import run_name
 
     unknown = [k for k in data if k not in SPEC_KEYS]
     if unknown:
@@ -153,12 +152,12 @@ def expand(spec: Path, data: dict[str, Any]) -> list[Run]:
         argv += ["--model_suffix", suffix] * bool(suffix)
         argv += ["--teacher_model_path", str(teacher)] * (teacher is not None)
         try:
-            args = parse_args(argv)
+            cfg = parse_args(argv)
         except MiniDiscError as e:
             raise _err(spec, key, str(e)) from None
         except SystemExit:  # argparse's own message went to stderr already
             raise _err(spec, key, "run.py refused these flags (see above)") from None
-        runs.append(Run(key, argv, out / run_name(args), [r.key for r in needs]))
+        runs.append(Run(key, argv, out / cfg.run_name(), [r.key for r in needs]))
         return runs[-1]
 
     teacher = data.get("teacher")

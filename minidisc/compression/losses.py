@@ -139,7 +139,7 @@ OBJECTIVES: dict[str, Objective] = {
     "pkd": Objective("pkd", _pkd),
     "ft": Objective("ft", _ft, needs_teacher=False, needs_hidden=False),
     "sparse_kd": Objective("sparse_kd", _sparse_kd),
-}
+}  # keyed by registry.OBJECTIVES, the names --objective offers
 
 def objective_for(model_type: str, override: str | None = None) -> Objective:
     """The model type's prefix decides its loss (`sparse` of sparseroberta_cls, models/

@@ -3,16 +3,22 @@
 Pure functions, so they can be reused and tested on their own: given the best score seen at
 each candidate sparsity, choose s maximising score(s) + lambda * s / 100 (the reference's
 rule, score = the selection metric); the other --tradeoff rules change the score, and
---choice_confidence keeps a TA only when a paired bootstrap says it beats the target.
+--choice_confidence keeps a TA only when a paired bootstrap says it beats the target. Beside
+them: which sparsities are candidates, which of them a sandwich step trains, when the trial
+ends, and the lines that explain each choice.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from minidisc.compression.sparsity_map import sparsities, sparsity_key
+from minidisc.registry import TRADEOFFS
 
 
 def tradeoff(metric: float, sparsity: float, lam: float) -> float:
@@ -49,7 +55,6 @@ def choose_sparsity(best: Mapping[float | str, float], teacher_sparsity: float, 
 # --- the rules of --tradeoff and the noise-aware decision of --choice_confidence -------------
 # Each rule turns one candidate's per-example outputs on the selection data into a performance
 # term; the tradeoff adds lam * s / 100 to it. The reference's rule is `metric`.
-TRADEOFFS = ("metric", "normalized", "likelihood")
 BOOTSTRAP_SAMPLES = 1000
 FLOOR_TOLERANCE = 1e-9
 
@@ -159,3 +164,102 @@ def decide(tradeoffs: Mapping[float, float], target: float, confidence: float,
     if p >= confidence:
         return Decision(top, "ta", top, p)
     return Decision(target, "target" if p <= 1 - confidence else "undecided", top, p)
+def candidates(smap: dict, teacher_sparsity: float, trunc: float, target: float,
+               above_target: bool = False) -> list[float]:
+    """Map sparsities >= trunc and >= the teacher's, up to the target (always included).
+
+    Sparsities above the target are trained only with `above_target` (the reference's
+    sandwich): they shape the shared weights, but a choice above the target falls back to it.
+    """
+    lo = max(float(trunc), float(teacher_sparsity))
+    found = [s for s in sparsities(smap) if lo <= s and (above_target or s <= target)]
+    return sorted(found if target in found else [*found, float(target)])
+
+
+def sample_sandwich(cands: list[float], k: int | None, rng: random.Random) -> list[float]:
+    """The smallest and the largest candidate plus `k` others at random (None: all), the
+    sandwich rule of slimmable networks: the extremes bound every width between them."""
+    if k is None or len(cands) <= k + 2:
+        return cands
+    middle = rng.sample(cands[1:-1], k)
+    return [cands[0], *sorted(middle), cands[-1]]
+
+
+def choice_line(it: int, chosen: float, best: dict[str, float], t_sparsity: float,
+                target: float, lam: float, is_final: bool, metric: str,
+                above_target: bool = False, decision: dict | None = None) -> str:
+    """One line per iteration: the sparsity kept and why (`best`: the best performance term
+    per candidate sparsity key; `metric` names it, e.g. "dev acc_and_f1"; `decision`: the
+    --choice_confidence decision behind it)."""
+    if decision is not None and not is_final:
+        return _decision_line(it, chosen, best, target, lam, metric, decision)
+
+    def terms(s: float) -> str:
+        m = best[sparsity_key(s)]
+        return f"tradeoff {tradeoff(m, s, lam):.4f}: {metric} {m:.4f} + {lam:g}·{s / 100:.2f}"
+
+    if chosen != target:
+        return (f"iteration {it}: chose {chosen:g}S as TA ({terms(chosen)}; the target "
+                f"{target:g}S: {terms(target)})")
+    if is_final:
+        reason = "it is the final iteration"
+    else:
+        top = top_candidate(best, t_sparsity, target, lam, above_target)
+        reason = (f"{top:g}S, above the target, has the highest tradeoff ({terms(top)}) and "
+                  "the target takes its place" if top > target
+                  else f"the target's tradeoff is the highest ({terms(target)})")
+    return f"iteration {it}: chose the target {target:g}S: no TA, because {reason}"
+
+
+def decision_status(d: dict, total: int) -> str:
+    """How a --choice_confidence decision stands at an evaluation of the search."""
+    if d["state"] == "floor":
+        return (f"every candidate scores as a constant prediction: the search trains on (up "
+                f"to step {total})")
+    if d["top"] is None:
+        return "no candidate but the target: decided"
+    p = f"P({d['top']:g}S's tradeoff > the target's) = {d['probability']:.3f}"
+    if d["state"] == "undecided":
+        return (f"{p}, between {1 - d['confidence']:g} and {d['confidence']:g}: undecided, the "
+                f"search trains on (up to step {total})")
+    return f"{p}: decided, {d['chosen']:g}S"
+
+
+def _decision_line(it: int, chosen: float, best: dict[str, float], target: float, lam: float,
+                   metric: str, d: dict) -> str:
+    def terms(s: float) -> str:
+        m = best[sparsity_key(s)]
+        return f"tradeoff {tradeoff(m, s, lam):.4f}: {metric} {m:.4f} + {lam:g}·{s / 100:.2f}"
+
+    head = f"iteration {it}: chose {chosen:g}S"
+    if d["state"] == "ta":
+        return (f"{head} as TA: P({chosen:g}S's tradeoff > the target's) = "
+                f"{d['probability']:.3f} >= {d['confidence']:g} ({terms(chosen)}; the target "
+                f"{target:g}S: {terms(target)})")
+    if d["state"] == "floor":
+        why = "every candidate scores as a constant prediction (the floor) at the full budget"
+    elif d["top"] is None:
+        why = "no candidate but the target"
+    else:
+        p = f"P({d['top']:g}S's tradeoff > the target's) = {d['probability']:.3f}"
+        why = (f"{p} < {d['confidence']:g}" + (", undecided at the full budget"
+                                                 if d["state"] == "undecided" else ""))
+    return f"{head}, the target: no TA, because {why} ({terms(target)})"
+
+
+def ends(chosen: float, target: float, is_final: bool, search_epochs: float | None) -> bool:
+    """Whether an iteration that kept `chosen` ends the trial: the final one does; a search
+    that kept the target does unless --search_epochs shortened it (its target model had less
+    training than a student gets, so the final iteration still trains one)."""
+    return is_final or (chosen == target and search_epochs is None)
+
+
+def after_line(it: int, chosen: float, target: float, is_final: bool,
+               search_epochs: float | None, epochs: float) -> str | None:
+    """What follows iteration `it`, when it is not what the choice line says already: only a
+    search that kept the target and did not end the trial (--search_epochs) is followed by a
+    final iteration from the same teacher."""
+    if chosen != target or ends(chosen, target, is_final, search_epochs):
+        return None
+    return (f"the final iteration distils the target from the same teacher (the search ran "
+            f"{epochs:g} epochs)")

@@ -103,31 +103,17 @@ class Split:
         return (first.tags if isinstance(first, TagExample) else first.label) is not None
 
 
-def resolve_max_length(tok: PreTrainedTokenizerBase, max_length: int | None) -> int:
-    """--max_length, or its default capped at the model's position table; longer inputs would
-    crash the model's forward pass, so an explicit value above the table is an error."""
-    from minidisc.cli import DEFAULT_MAX_LENGTH
-    from minidisc.models import max_positions
-
-    limit = max_positions(tok.name_or_path)
-    if max_length is None:
-        return min(DEFAULT_MAX_LENGTH, limit or DEFAULT_MAX_LENGTH)
-    if limit is not None and max_length > limit:
-        raise MiniDiscError(f"--max_length {max_length}: above the model's "
-                            f"max_position_embeddings {limit} ({tok.name_or_path})")
-    return max_length
-
-
 def encode_split(task: Task, name: str, examples: list, tok: PreTrainedTokenizerBase,
-                 max_length: int | None) -> Split:
-    """Examples tokenised as the task's model reads them (a task's files or any others)."""
-    max_length = resolve_max_length(tok, max_length)
+                 max_length: int) -> Split:
+    """Examples tokenised as the task's model reads them (a task's files or any others),
+    truncated to `max_length` tokens (models.resolve_max_length: the flag or its default,
+    within the model's position table)."""
     encode = _encode_tags if task.is_ner else _encode_pairs
     return Split(name, examples, encode(task, examples, tok, max_length))
 
 
 def load_split(task: Task, data_dir: str | Path, split: str, tok: PreTrainedTokenizerBase,
-               max_length: int | None) -> Split:
+               max_length: int) -> Split:
     return encode_split(task, split, task.read(data_dir, split), tok, max_length)
 
 

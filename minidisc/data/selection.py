@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sklearn.model_selection import train_test_split
-
 from minidisc.errors import MiniDiscError
 
 FLAG = "--selection_split"
@@ -58,6 +56,8 @@ def carve(n: int, size: float, seed: int, labels: Sequence[object] | None = None
         if count < len(counts) or n - count < len(counts):
             raise MiniDiscError(f"{FLAG} {size:g}: {count} selection and {n - count} training "
                                 f"examples cannot each hold all {len(counts)} classes")
+    from sklearn.model_selection import train_test_split  # only when a run carves
+
     train, selection = train_test_split(list(range(n)), test_size=count, random_state=seed,
                                         shuffle=True, stratify=strata)
     return sorted(train), sorted(selection)

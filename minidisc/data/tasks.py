@@ -3,11 +3,11 @@ and `resolve_task`, the one way from the command line's task flags to a Task."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from minidisc import metrics
 from minidisc.data.download import Hub, download
@@ -119,9 +119,8 @@ class Task:
 
 
 def _metric_names(metric: Callable[..., dict[str, float]], kind: str) -> tuple[str, ...]:
-    """What a metric reports, from calling it on a two-example toy input."""
-    sample = {"classification": [0, 1], "regression": [0.0, 1.0], "tagging": [["O"], ["O"]]}
-    return tuple(metric(sample[kind], sample[kind]))
+    """What a metric reports (declared with it: no scoring library is imported for it)."""
+    return metric.names
 
 
 def _glue(name: str, labels: tuple[str, ...], metric, selection: str, train: GlueLayout,
@@ -205,14 +204,15 @@ def custom_task(kind: str, labels: tuple[str, ...] = (), files: UserFiles | None
                 files=files)
 
 
-def resolve_task(args: argparse.Namespace, read: bool = True) -> Task:
-    """The task the flags name: `args.task_name` (checked and lower-cased by cli.validate) and,
-    for `custom`, the file and column flags; `fetch_glue` (glue/<name>) fetches a missing
-    <data_dir>/<name>/ with HF datasets. A namespace without the custom flags (another tool's)
-    works for registered tasks.
+def resolve_task(args: Any, read: bool = True) -> Task:
+    """The task the flags name (`args`: a run's DataConfig, or another tool's namespace with
+    the same attribute names): `args.task_name` (checked and lower-cased by
+    RunConfig.resolve) and, for `custom`, the file and column flags; `fetch_glue`
+    (glue/<name>) fetches a missing <data_dir>/<name>/ with HF datasets. One without the
+    custom flags (another tool's) works for registered tasks.
 
     read=False opens no file: a custom task's labels stay empty (its kind, metric and
-    selection metric are known) and nothing is fetched; cli.validate uses that.
+    selection metric are known) and nothing is fetched; RunConfig.resolve uses that.
     """
     if args.task_name != CUSTOM:
         task = TASKS[args.task_name]

@@ -20,6 +20,7 @@ from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
+    PreTrainedTokenizerBase,
 )
 
 from minidisc.data.tasks import Task
@@ -32,6 +33,7 @@ from minidisc.models.families import (
     head_kind,
     parse_model_type,
 )
+from minidisc.registry import DEFAULT_MAX_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +143,18 @@ def max_positions(path: str | Path) -> int | None:
     if family is not None and family.positions_after_padding and isinstance(pad, int):
         value -= pad + 1
     return value
+
+
+def resolve_max_length(tok: PreTrainedTokenizerBase, max_length: int | None) -> int:
+    """--max_length, or its default capped at the model's position table; longer inputs would
+    crash the model's forward pass, so an explicit value above the table is an error."""
+    limit = max_positions(tok.name_or_path)
+    if max_length is None:
+        return min(DEFAULT_MAX_LENGTH, limit or DEFAULT_MAX_LENGTH)
+    if limit is not None and max_length > limit:
+        raise MiniDiscError(f"--max_length {max_length}: above the model's "
+                            f"max_position_embeddings {limit} ({tok.name_or_path})")
+    return max_length
 
 
 def _first_line(e: BaseException) -> str:

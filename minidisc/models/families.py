@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
+from minidisc import registry
 from minidisc.errors import MiniDiscError
 from minidisc.models.sparse_bert import (
     MiniDiscBertConfig,
@@ -36,20 +37,18 @@ from minidisc.models.sparse_roberta import (
     SparseRobertaModel,
 )
 from minidisc.models.sparse_t5 import (
-    T5_TYPES,
     MiniDiscT5Config,
     SparseEncT5ForSequenceClassification,
     SparseEncT5ForTokenClassification,
     SparseT5EncoderModel,
 )
 
-KINDS = ("cls", "ner")  # sequence classification/regression, token classification
 _HEADS = {"SequenceClassification": "cls", "TokenClassification": "ner"}
 
 
 def head_kind(architectures: Sequence[str] | None) -> str | None:
     """The task head a checkpoint has, from its config.json `architectures`: "cls" or "ner"
-    (KINDS); None for a model without one (pretrained, or a base model)."""
+    (registry.KINDS); None for a model without one (pretrained, or a base model)."""
     return next((kind for a in architectures or () for suffix, kind in _HEADS.items()
                  if a.endswith(suffix)), None)
 
@@ -104,41 +103,43 @@ BERT = Family(
     name="bert", label="BERT", config_class=MiniDiscBertConfig, base_class=SparseBertModel,
     task_classes={"cls": SparseBertForSequenceClassification,
                   "ner": SparseBertForTokenClassification},
-    config_types=("bert", MiniDiscBertConfig.model_type),
-    objectives=("sparse", "ft", "kd", "pkd"), token_type_ids=True)
+    config_types=registry.FAMILY_CONFIG_TYPES["bert"],
+    objectives=registry.FAMILY_OBJECTIVES["bert"], token_type_ids=True)
 ROBERTA = Family(
     name="roberta", label="RoBERTa", config_class=MiniDiscRobertaConfig,
     base_class=SparseRobertaModel,
     task_classes={"cls": SparseRobertaForSequenceClassification,
                   "ner": SparseRobertaForTokenClassification},
-    config_types=("roberta", MiniDiscRobertaConfig.model_type),
-    objectives=("sparse", "ft"), token_type_ids=False, positions_after_padding=True)
+    config_types=registry.FAMILY_CONFIG_TYPES["roberta"],
+    objectives=registry.FAMILY_OBJECTIVES["roberta"], token_type_ids=False,
+    positions_after_padding=True)
 
 ENCT5 = Family(
     name="enct5", label="T5", config_class=MiniDiscT5Config, base_class=SparseT5EncoderModel,
     task_classes={"cls": SparseEncT5ForSequenceClassification,
                   "ner": SparseEncT5ForTokenClassification},
-    config_types=(*T5_TYPES, MiniDiscT5Config.model_type),
-    objectives=("sparse", "ft"), token_type_ids=False, data_type="enct5")
+    config_types=registry.FAMILY_CONFIG_TYPES["enct5"],
+    objectives=registry.FAMILY_OBJECTIVES["enct5"], token_type_ids=False,
+    data_type=registry.FAMILY_DATA_TYPES["enct5"])
 
-FAMILIES: tuple[Family, ...] = (BERT, ROBERTA, ENCT5)
-# model type -> (family, objective, kind), e.g. sparseroberta_cls -> (ROBERTA, "sparse", "cls")
-_PARTS: dict[str, tuple[Family, str, str]] = {
-    f.model_type(o, k): (f, o, k) for f in FAMILIES for o in f.objectives for k in KINDS}
-MODEL_TYPES: tuple[str, ...] = tuple(_PARTS)
+FAMILIES: tuple[Family, ...] = (BERT, ROBERTA, ENCT5)  # in registry.FAMILY_OBJECTIVES' order
+_BY_NAME = {f.name: f for f in FAMILIES}
+MODEL_TYPES = registry.MODEL_TYPES
 
 
 def parse_model_type(model_type: str) -> tuple[Family, str, str]:
     """(family, objective, kind) of a model type such as `sparseroberta_cls`."""
-    if model_type not in _PARTS:
+    if model_type not in registry.MODEL_TYPE_PARTS:
         raise MiniDiscError(f"--model_type {model_type!r}: unknown; choose one of "
                             f"{', '.join(MODEL_TYPES)}")
-    return _PARTS[model_type]
+    family, objective, kind = registry.MODEL_TYPE_PARTS[model_type]
+    return _BY_NAME[family], objective, kind
 
 
 def family_of_config(config_type: str) -> Family | None:
     """The family that loads a config.json `model_type` (None: no family does)."""
-    return next((f for f in FAMILIES if config_type in f.config_types), None)
+    name = registry.family_of_config_type(config_type)
+    return None if name is None else _BY_NAME[name]
 
 
 def accepted() -> str:
@@ -148,19 +149,8 @@ def accepted() -> str:
 
 
 def peek_family(path: str | Path | None) -> Family:
-    """The family of a checkpoint or run folder, for a default model type; BERT (the default
-    model's) when it cannot be told: loading the checkpoint reports what is wrong with it."""
-    import json
-
-    from minidisc.training.outputs import resolve_checkpoint
-
-    if path is None:
-        return BERT
-    try:
-        config = json.loads((resolve_checkpoint(path) / "config.json").read_text("utf-8"))
-        return family_of_config(str(config.get("model_type", "bert"))) or BERT
-    except (MiniDiscError, OSError, ValueError, AttributeError):
-        return BERT
+    """The family of a checkpoint or run folder (registry.peek_family), as a Family."""
+    return _BY_NAME[registry.peek_family(path)]
 
 
 def count_params(model: nn.Module) -> dict[str, int]:

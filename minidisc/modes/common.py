@@ -6,7 +6,6 @@ folder exists, so bad input never leaves a half-written run behind.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import re
@@ -22,9 +21,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from minidisc.cli import check_teacher, parse_spec
 from minidisc.compression.losses import objective_for
+from minidisc.compression.specs import parse_spec
 from minidisc.compression.students import check_specs
+from minidisc.config import RunConfig, TrainingConfig
 from minidisc.data import pipeline
 from minidisc.data.pipeline import Split
 from minidisc.data.selection import SPLIT, fingerprint, split_off
@@ -35,19 +35,22 @@ from minidisc.models import (
     check_family,
     default_model_path,
     load_model,
+    resolve_max_length,
 )
+from minidisc.models.checks import check_teacher
 from minidisc.models.families import count_params
+from minidisc.registry import resolve_checkpoint
 from minidisc.training import evaluate as ev
 from minidisc.training.loop import (
     Evaluation,
     FitResult,
     Plan,
-    TrainConfig,
     TrainStep,
     fit,
     single_loss,
+    to_device,
 )
-from minidisc.training.outputs import resolve_checkpoint, save_checkpoint
+from minidisc.training.outputs import save_checkpoint
 from minidisc.training.reporting import Reporter
 from minidisc.training.runtime import Runtime, is_sharded, set_seed, setup
 from minidisc.training.state import (
@@ -65,143 +68,45 @@ logger = logging.getLogger(__name__)
 REPORT_KEYS = ("path", "sparsity", "num_layers", "params", "predictions", SPLIT)  # and splits
 
 
-def run_name(args: argparse.Namespace) -> str:
-    """The run folder encodes model type, mode, suffix, student spec and task."""
-    spec = {
-        "distill": args.layer_or_sparsity and Path(args.layer_or_sparsity).name,
-        "maxidisc": (args.layer_or_sparsity_path or "").replace(",", "-"),
-        "minidisc": f"{args.target_sparsity:g}S_lam{args.lam:g}",
-    }.get(args.mode)
-    parts = [args.model_type, args.mode, args.model_suffix, spec, args.task_name]
-    return "_".join(p for p in parts if p)
-
-
 @dataclass
-class Context:
-    args: argparse.Namespace
+class Evaluator:
+    """How a run evaluates: the split that decides (`select_split`), its dev and test splits,
+    the selection metric, the time spent (for results.json), and the report of a saved model
+    (metrics, test, predictions)."""
+
     task: Task
     rt: Runtime
     tokenizer: Any
-    teacher_path: Path
-    run_dir: Path
-    train: Split | None
     dev: list[Split]
     test: list[Split]
-    _loaders: dict[str, pipeline.EvalBatches] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-    eval_time_s: float = 0.0  # every dev/test evaluation of the run, for results.json
-    folder: Path | None = None  # the run's staging folder, once it exists
-    saved: dict[str, Any] | None = None  # the state a --resume continues from
-    progress: dict[str, Any] = field(default_factory=dict)  # the mode's own, saved with it
-    stop: StopFlag = field(default_factory=StopFlag)
-    models: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> where it starts
-    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
-        timespec="seconds"))
-    _majority: dict[str, tuple[str, float] | None] = field(default_factory=dict)
-    reporter: Reporter = field(default_factory=Reporter)  # --report_to, set by main
+    selection: str  # the dev metric that picks checkpoints
+    batch_size: int
+    do_test: bool = False
+    do_infer: bool = False
     # --selection_split: the training examples set aside to decide on (None: dev decides)
     held_out: Split | None = None
+    time_s: float = 0.0  # every dev/test evaluation of the run
+    _loaders: dict[str, pipeline.EvalBatches] = field(default_factory=dict)
+    _majority: dict[str, tuple[str, float] | None] = field(default_factory=dict)
 
-    wall_before: float = 0.0  # seconds spent before a --resume
-
-    def train_config(self, epochs: float | None = None) -> TrainConfig:
-        """The loop's settings; `epochs` replaces --num_train_epochs for one training (the
-        search iterations of minidisc --search_epochs)."""
-        cfg = TrainConfig.from_args(self.args)
-        return cfg if epochs is None else dataclasses.replace(cfg, num_train_epochs=epochs)
-
-    def wall(self) -> float:
-        return self.wall_before + time.perf_counter() - self.started
-
-    def restore(self, saved: dict[str, Any] | None) -> None:
-        """Take up a saved state: the mode reads `progress`, `run_fit` the loop's part."""
-        if saved is None:
-            raise MiniDiscError(f"--resume: {self.folder} holds no readable state")
-        self.saved, self.progress = saved, saved["progress"]
-        self.wall_before, self.eval_time_s = saved["wall_s"], saved["eval_s"]
-
-    @property
-    def selection(self) -> str:
-        return self.args.selection_metric
-
-    @property
-    def select_split(self) -> Split:
-        """The split every decision is made on: --selection_split's, else the first dev set."""
-        return self.held_out or self.dev[0]
-
-    def selection_record(self) -> dict[str, Any]:
-        """For results.json: which split decided, and every split's size."""
-        splits = [s for s in (self.train, self.held_out, *self.dev) if s is not None]
-        out = {"split": self.select_split.name, "selection_split": self.args.selection_split,
-               "sizes": {s.name: len(s.examples) for s in splits}}
-        if self.held_out is not None:  # runs of one pipeline must show the same carve
-            out["examples_sha256"] = fingerprint(self.held_out.examples)
-        return out
-
-    def eval_loader(self, split: Split) -> pipeline.EvalBatches:
+    def loader(self, split: Split) -> pipeline.EvalBatches:
         if split.name not in self._loaders:
             self._loaders[split.name] = pipeline.eval_loader(
-                split, self.task, self.tokenizer, self.args.per_device_eval_batch_size,
+                split, self.task, self.tokenizer, self.batch_size,
                 self.rt.device)
         return self._loaders[split.name]
 
-    def train_loader(self) -> DataLoader:
-        sampler = None
-        if self.rt.distributed:
-            sampler = DistributedSampler(self.train.features, num_replicas=self.rt.world_size,
-                                         rank=self.rt.rank, shuffle=True, seed=self.args.seed)
-        return pipeline.train_loader(self.train, self.task, self.tokenizer,
-                                     self.args.per_device_train_batch_size, self.args.seed,
-                                     sampler=sampler)
+    @property
+    def select_split(self) -> Split:
+        """The split every decision is made on: --selection_split's, else the first dev set
+        (MNLI: matched)."""
+        return self.held_out or self.dev[0]
 
-    def plan(self, epochs: float | None = None) -> Plan:
-        """The step budget of a training of this run (what the loop will count)."""
-        return Plan.of(len(self.train_loader()), self.train_config(epochs))
-
-    def explain(self) -> None:
-        """Log what this run will do (device, models, data, step budget), so the run's log
-        says it without the command line."""
-        rt, args = self.rt, self.args
-        logger.info("%s --mode %s on %s into %s", "resuming" if args.resume else "starting",
-                    args.mode, self.task.name, self.run_dir)
-        device = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu"
-        precision = "fp16" if rt.fp16 else "bf16" if rt.bf16 else "fp32"
-        ranks = f", {rt.world_size} processes ({rt.strategy})" if rt.distributed else ""
-        extra = [f"teacher in {args.teacher_dtype}"] * (args.teacher_dtype != "fp32") + [
-            "gradient checkpointing"] * args.gradient_checkpointing
-        logger.info("device: %s (%s%s)%s", device, precision, ranks,
-                    "".join(f"; {x}" for x in extra))
-        for role, m in self.models.items():
-            origin = (f" (the final checkpoint of the run folder {m['run_folder']})"
-                      if "run_folder" in m else "")
-            logger.info("%s: %s%s", role, m["path"], origin)
-        splits = [s for s in (self.train, self.held_out, *self.dev, *self.test)
-                  if s is not None]
-        logger.info("examples: %s", ", ".join(f"{s.name} {len(s.examples)}" for s in splits))
-        if self.train is None:
-            logger.info("no training: evaluation%s only",
-                        " and prediction" if args.do_infer else "")
-            return
-        plan = self.plan()
-        epochs = args.num_train_epochs
-        batch = " x ".join([str(args.per_device_train_batch_size)]
-                           + [f"{rt.world_size} processes"] * rt.distributed
-                           + [f"{args.num_grad_accum_steps} accumulated"]
-                           * (args.num_grad_accum_steps > 1))
-        logger.info("each training: %g epoch%s x %d steps per epoch = %d steps (batch %s); "
-                    "evaluation every %d steps and at the end, by %s %s; early stop after %d "
-                    "steps without a better score", epochs, "" if epochs == 1 else "s",
-                    plan.steps_per_epoch, plan.total, batch, args.log_interval,
-                    self.select_split.name, self.selection, plan.patience)
-        if args.mode == "minidisc" and args.search_epochs is not None:
-            logger.info("minidisc: the iterations that search for a TA train %g epochs = %d "
-                        "steps; the final one trains the student as above",
-                        args.search_epochs, self.plan(args.search_epochs).total)
-
-    def report_of(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The `report` part of a stage record (what `final` holds in results.json)."""
-        keys = (*REPORT_KEYS, *(s.name for s in (*self.dev, *self.test)))
-        return {k: record[k] for k in keys if k in record}
+    @property
+    def decides(self) -> list[Split]:
+        """The splits a model's report scores besides the test: the selection split (when
+        carved) and every dev set."""
+        return [*[self.held_out] * (self.held_out is not None), *self.dev]
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Metrics on the split that decides (`select_split`)."""
@@ -212,10 +117,175 @@ class Context:
         """Metrics and per-example outputs on `select_split`, from one forward pass."""
         return self._outputs(model, self.select_split)
 
+    def report_of(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The `report` part of a stage record (what `final` holds in results.json)."""
+        keys = (*REPORT_KEYS, *(s.name for s in (*self.dev, *self.test)))
+        return {k: record[k] for k in keys if k in record}
+
+    def report(self, model: nn.Module, folder: Path, path: str,
+               final: bool = True) -> dict[str, Any]:
+        """Numbers of a saved model: every dev set; for the final model also the test metric
+        where labelled and the prediction files. Metrics sit under their split's name
+        (`dev.acc`; MNLI: `dev_matched.acc`, `dev_mismatched.acc`)."""
+        out: dict[str, Any] = {
+            "path": path,
+            "sparsity": float(getattr(model.config, "sparsity", 0) or 0),
+            "num_layers": model.config.num_hidden_layers,
+            "params": count_params(model),
+            **{s.name: self.evaluate_split(model, s)[0] for s in self.decides},
+        }
+        for split in self.test if final else []:
+            metrics, preds = self.evaluate_split(model, split)
+            if self.do_test:
+                if metrics is None:
+                    logger.warning("%s has no labels: no test metric (use --do_infer)", split.name)
+                else:
+                    out[split.name] = metrics
+            if self.do_infer and self.rt.is_main:
+                written = ev.write_predictions(self.task, split, preds, folder)
+                out.setdefault("predictions", []).append(written.name)
+        return out
+
+    def evaluate_split(self, model: nn.Module, split: Split) -> tuple[dict | None, list]:
+        metrics, out = self._outputs(model, split)
+        return metrics, out.preds
+
+    def _outputs(self, model: nn.Module, split: Split) -> tuple[dict | None, ev.Outputs]:
+        tick = time.perf_counter()
+        out = ev.outputs(model, self.loader(split), self.task, self.rt)
+        metrics = ev.score(self.task, split, out.preds) if split.has_labels else None
+        self.time_s += time.perf_counter() - tick
+        if metrics is not None and self.rt.is_main:
+            self._warn_one_class(split, out.preds)
+        return metrics, out
+
+    def _warn_one_class(self, split: Split, preds: list) -> None:
+        """An accuracy equal to the majority-class rate means the model has learnt to answer
+        one class whatever the input: say so, the metric alone looks plausible."""
+        if split.name not in self._majority:
+            self._majority[split.name] = ev.majority_class(self.task, split)
+        majority = self._majority[split.name]
+        if majority is None:
+            return
+        acc = ev.accuracy(self.task, split, preds)
+        if abs(acc - majority[1]) <= 1e-9:
+            logger.warning("%s acc %.4f equals the majority-class rate (%r is %.2f%% of %s): "
+                           "the model predicts one class", split.name, acc, majority[0],
+                           100 * majority[1], split.name)
+
+
+@dataclass
+class Context:
+    cfg: RunConfig
+    task: Task
+    rt: Runtime
+    tokenizer: Any
+    teacher_path: Path
+    run_dir: Path
+    train: Split | None
+    dev: list[Split]
+    test: list[Split]
+    evaluator: Evaluator
+    started: float = field(default_factory=time.perf_counter)
+    folder: Path | None = None  # the run's staging folder, once it exists
+    saved: dict[str, Any] | None = None  # the state a --resume continues from
+    progress: dict[str, Any] = field(default_factory=dict)  # the mode's own, saved with it
+    stop: StopFlag = field(default_factory=StopFlag)
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> where it starts
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
+        timespec="seconds"))
+    reporter: Reporter = field(default_factory=Reporter)  # --report_to, set by main
+
+    wall_before: float = 0.0  # seconds spent before a --resume
+
+    def train_config(self, epochs: float | None = None) -> TrainingConfig:
+        """The loop's settings; `epochs` replaces --num_train_epochs for one training (the
+        search iterations of minidisc --search_epochs)."""
+        cfg = self.cfg.training
+        return cfg if epochs is None else dataclasses.replace(cfg, num_train_epochs=epochs)
+
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def selection_record(self) -> dict[str, Any]:
+        """For results.json: which split decided, and every split's size."""
+        held_out = self.evaluator.held_out
+        splits = [s for s in (self.train, held_out, *self.dev) if s is not None]
+        out = {"split": self.evaluator.select_split.name,
+               "selection_split": self.cfg.data.selection_size,
+               "sizes": {s.name: len(s.examples) for s in splits}}
+        if held_out is not None:  # runs of one pipeline must show the same carve
+            out["examples_sha256"] = fingerprint(held_out.examples)
+        return out
+
+    def restore(self, saved: dict[str, Any] | None) -> None:
+        """Take up a saved state: the mode reads `progress`, `run_fit` the loop's part."""
+        if saved is None:
+            raise MiniDiscError(f"--resume: {self.folder} holds no readable state")
+        self.saved, self.progress = saved, saved["progress"]
+        self.wall_before, self.evaluator.time_s = saved["wall_s"], saved["eval_s"]
+
+    def train_loader(self) -> DataLoader:
+        sampler = None
+        if self.rt.distributed:
+            sampler = DistributedSampler(self.train.features, num_replicas=self.rt.world_size,
+                                         rank=self.rt.rank, shuffle=True, seed=self.cfg.seed)
+        return pipeline.train_loader(self.train, self.task, self.tokenizer,
+                                     self.cfg.training.per_device_train_batch_size,
+                                     self.cfg.seed,
+                                     sampler=sampler)
+
+    def plan(self, epochs: float | None = None) -> Plan:
+        """The step budget of a training of this run (what the loop will count)."""
+        return Plan.of(len(self.train_loader()), self.train_config(epochs))
+
+    def explain(self) -> None:
+        """Log what this run will do (device, models, data, step budget), so the run's log
+        says it without the command line."""
+        rt, cfg, tr = self.rt, self.cfg, self.cfg.training
+        logger.info("%s --mode %s on %s into %s", "resuming" if cfg.resume else "starting",
+                    cfg.mode, self.task.name, self.run_dir)
+        device = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else "cpu"
+        precision = "fp16" if rt.fp16 else "bf16" if rt.bf16 else "fp32"
+        ranks = f", {rt.world_size} processes ({rt.strategy})" if rt.distributed else ""
+        dtype = cfg.distill.teacher_dtype
+        extra = [f"teacher in {dtype}"] * (dtype != "fp32") + [
+            "gradient checkpointing"] * tr.gradient_checkpointing
+        logger.info("device: %s (%s%s)%s", device, precision, ranks,
+                    "".join(f"; {x}" for x in extra))
+        for role, m in self.models.items():
+            origin = (f" (the final checkpoint of the run folder {m['run_folder']})"
+                      if "run_folder" in m else "")
+            logger.info("%s: %s%s", role, m["path"], origin)
+        splits = [s for s in (self.train, self.evaluator.held_out, *self.dev, *self.test)
+                  if s is not None]
+        logger.info("examples: %s", ", ".join(f"{s.name} {len(s.examples)}" for s in splits))
+        if self.train is None:
+            logger.info("no training: evaluation%s only",
+                        " and prediction" if cfg.do_infer else "")
+            return
+        plan = self.plan()
+        epochs = tr.num_train_epochs
+        batch = " x ".join([str(tr.per_device_train_batch_size)]
+                           + [f"{rt.world_size} processes"] * rt.distributed
+                           + [f"{tr.num_grad_accum_steps} accumulated"]
+                           * (tr.num_grad_accum_steps > 1))
+        logger.info("each training: %g epoch%s x %d steps per epoch = %d steps (batch %s); "
+                    "evaluation every %d steps and at the end, by %s %s; early stop after %d "
+                    "steps without a better score", epochs, "" if epochs == 1 else "s",
+                    plan.steps_per_epoch, plan.total, batch, tr.log_interval,
+                    self.evaluator.select_split.name, self.evaluator.selection, plan.patience)
+        search = cfg.minidisc.search_epochs
+        if cfg.mode == "minidisc" and search is not None:
+            logger.info("minidisc: the iterations that search for a TA train %g epochs = %d "
+                        "steps; the final one trains the student as above",
+                        search, self.plan(search).total)
+
     def load(self, path: str | Path, flag: str, model_type: str | None = None,
              new_head: bool = False) -> nn.Module:
         """`new_head`: the mode trains a task head the checkpoint may lack (load_model)."""
-        model = load_model(model_type or self.args.model_type, path, self.task, flag, new_head)
+        model = load_model(model_type or self.cfg.model.model_type, path, self.task, flag,
+                           new_head)
         return model.to(self.rt.device)
 
     def save(self, model: nn.Module, path: Path) -> None:
@@ -227,20 +297,22 @@ class Context:
     def load_teacher(self) -> tuple[nn.Module, dict[str, Any]]:
         """The frozen teacher in eval mode, and its dev metrics for the report."""
         # an objective without a teacher (ftbert_*) starts from its weights: a head may be new
-        untaught = not objective_for(self.args.model_type, self.args.objective).needs_teacher
+        untaught = not objective_for(self.cfg.model.model_type,
+                                     self.cfg.distill.objective).needs_teacher
         teacher = self.load(self.teacher_path, "--teacher_model_path", new_head=untaught).eval()
         teacher.requires_grad_(False)
+        evaluator = self.evaluator
+        splits = [s for s in (evaluator.held_out, self.dev[0]) if s is not None]
         info = {"path": str(self.teacher_path),
                 "sparsity": float(getattr(teacher.config, "sparsity", 0) or 0),
                 "num_layers": teacher.config.num_hidden_layers,
                 "params": count_params(teacher),
-                **{s.name: self.evaluate_split(teacher, s)[0]
-                   for s in (*[self.held_out] * (self.held_out is not None), self.dev[0])}}
+                **{s.name: evaluator.evaluate_split(teacher, s)[0] for s in splits}}
         return teacher, info
 
     def check_specs(self, teacher: nn.Module, specs: list[tuple[str, float]]) -> None:
         """Student/TA specs must be buildable from this teacher (that it is prunable where a
-        sparsity is asked of it, cli.check_teacher checked up front)."""
+        sparsity is asked of it, check_run_teacher checked up front)."""
         check_specs(teacher.config, specs)
 
     def run_fit(self, model: nn.Module, train_step: TrainStep,
@@ -268,15 +340,15 @@ class Context:
             rngs = self.rt.gather(rng_state())
             if self.rt.is_main:
                 save_state(self.folder, {"stage": stage, "trainer": trainer,
-                                         "config": run_config(self.args),
+                                         "config": run_config(self.cfg.compute_flags()),
                                          "progress": self.progress, "rng": rngs[0],
                                          "rng_by_rank": rngs, "wall_s": self.wall(),
-                                         "eval_s": self.eval_time_s})
+                                         "eval_s": self.evaluator.time_s})
                 for old in states.glob("sharded-*"):
                     if old.name != shards:
                         shutil.rmtree(old, ignore_errors=True)
 
-        if self.args.gradient_checkpointing:
+        if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         result = fit(model, self.train_loader(), train_step, evaluate,
                      self.train_config(epochs), self.rt, desc,
@@ -294,7 +366,7 @@ class Context:
             best.update(type(model).from_pretrained(path).state_dict())
 
         def evaluate(step: int) -> Evaluation:
-            metrics = self.evaluate(model)
+            metrics = self.evaluator.evaluate(model)
 
             def keep() -> None:
                 full = self.rt.full_state_dict(model)
@@ -302,109 +374,80 @@ class Context:
                 if self.rt.is_main:
                     save_checkpoint(model, self.tokenizer, path, full)
 
-            split = self.select_split.name
-            return Evaluation(metrics[self.selection], {split: metrics}, keep,
-                              name=f"{split} {self.selection}")
+            split = self.evaluator.select_split.name
+            return Evaluation(metrics[self.evaluator.selection], {split: metrics}, keep,
+                              name=f"{split} {self.evaluator.selection}")
 
         result = self.run_fit(model, single_loss(compute_loss), evaluate, desc, stage=desc)
         self.rt.load_full_state_dict(model, best)
         return result.as_dict()
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
-
-    def report(self, model: nn.Module, folder: Path, path: str,
-               final: bool = True) -> dict[str, Any]:
-        """Numbers of a saved model: every dev set; for the final model also the test metric
-        where labelled and the prediction files. Metrics sit under their split's name
-        (`dev.acc`; MNLI: `dev_matched.acc`, `dev_mismatched.acc`)."""
-        out: dict[str, Any] = {
-            "path": path,
-            "sparsity": float(getattr(model.config, "sparsity", 0) or 0),
-            "num_layers": model.config.num_hidden_layers,
-            "params": count_params(model),
-            **{s.name: self.evaluate_split(model, s)[0]
-               for s in (*[self.held_out] * (self.held_out is not None), *self.dev)},
-        }
-        for split in self.test if final else []:
-            metrics, preds = self.evaluate_split(model, split)
-            if self.args.do_test:
-                if metrics is None:
-                    logger.warning("%s has no labels: no test metric (use --do_infer)", split.name)
-                else:
-                    out[split.name] = metrics
-            if self.args.do_infer and self.rt.is_main:
-                written = ev.write_predictions(self.task, split, preds, folder)
-                out.setdefault("predictions", []).append(written.name)
-        return out
-
-    def evaluate_split(self, model: nn.Module, split: Split) -> tuple[dict | None, list]:
-        metrics, out = self._outputs(model, split)
-        return metrics, out.preds
-
-    def _outputs(self, model: nn.Module, split: Split) -> tuple[dict | None, ev.Outputs]:
-        tick = time.perf_counter()
-        out = ev.outputs(model, self.eval_loader(split), self.task, self.rt)
-        metrics = ev.score(self.task, split, out.preds) if split.has_labels else None
-        self.eval_time_s += time.perf_counter() - tick
-        if metrics is not None and self.rt.is_main:
-            self._warn_one_class(split, out.preds)
-        return metrics, out
-
-    def _warn_one_class(self, split: Split, preds: list) -> None:
-        """An accuracy equal to the majority-class rate means the model has learnt to answer
-        one class whatever the input: say so, the metric alone looks plausible."""
-        if split.name not in self._majority:
-            self._majority[split.name] = ev.majority_class(self.task, split)
-        majority = self._majority[split.name]
-        if majority is None:
-            return
-        acc = ev.accuracy(self.task, split, preds)
-        if abs(acc - majority[1]) <= 1e-9:
-            logger.warning("%s acc %.4f equals the majority-class rate (%r is %.2f%% of %s): "
-                           "the model predicts one class", split.name, acc, majority[0],
-                           100 * majority[1], split.name)
+        return to_device(batch, self.rt.device)
 
 
-def prepare(args: argparse.Namespace) -> Context:
-    rt = setup(args.use_cpu, args.use_fp16, args.local_rank, args.use_bf16,
-               args.distributed_strategy)
-    set_seed(args.seed)
-    if args.teacher_model_path is None:
+
+def prepare(cfg: RunConfig) -> Context:
+    """Read and check what the run needs; the configuration it returns holds the student
+    checkpoint's resolved path."""
+    rtc, m, d = cfg.runtime, cfg.model, cfg.data
+    rt = setup(rtc.use_cpu, rtc.use_fp16, rtc.local_rank, rtc.use_bf16,
+               rtc.distributed_strategy)
+    set_seed(cfg.seed)
+    if m.teacher_model_path is None:
         teacher = Path(default_model_path())
     else:
-        teacher = check_checkpoint(resolve_checkpoint(args.teacher_model_path),
+        teacher = check_checkpoint(resolve_checkpoint(m.teacher_model_path),
                                    "--teacher_model_path")
-    models = {"teacher": _origin(teacher, args.teacher_model_path)}
-    if args.student_model_path is not None:
-        given = args.student_model_path
-        args.student_model_path = str(check_checkpoint(
-            resolve_checkpoint(given), "--student_model_path"))
-        check_family(args.model_type, Path(args.student_model_path), "--student_model_path")
-        models["student"] = _origin(args.student_model_path, given)
-    elif args.mode == "distill" and parse_spec(args.layer_or_sparsity)[0] == "path":
-        models["student"] = _origin(args.layer_or_sparsity, args.layer_or_sparsity)
-    task = resolve_task(args)
-    check_teacher(args, teacher, task)
-    tok = pipeline.load_tokenizer(teacher, args.use_slow_tokenizer, pre_split=task.is_ner)
+    models = {"teacher": _origin(teacher, m.teacher_model_path)}
+    if m.student_model_path is not None:
+        given = m.student_model_path
+        student = str(check_checkpoint(resolve_checkpoint(given), "--student_model_path"))
+        check_family(m.model_type, Path(student), "--student_model_path")
+        models["student"] = _origin(student, given)
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(m, student_model_path=student))
+    elif cfg.mode == "distill" and parse_spec(cfg.distill.layer_or_sparsity)[0] == "path":
+        models["student"] = _origin(cfg.distill.layer_or_sparsity, cfg.distill.layer_or_sparsity)
+    task = resolve_task(d)
+    check_run_teacher(cfg, teacher, task)
+    tok = pipeline.load_tokenizer(teacher, m.use_slow_tokenizer, pre_split=task.is_ner)
+
+    max_length = resolve_max_length(tok, d.max_length)
 
     def load(split: str) -> Split:
-        return pipeline.load_split(task, args.data_dir, split, tok, args.max_length)
+        return pipeline.load_split(task, d.data_dir, split, tok, max_length)
 
     # sparsify ranks importance on the selection examples: it needs the same carve
-    carves = args.selection_split is not None and (args.do_train or args.mode == "sparsify")
-    train = load("train") if args.do_train or carves else None
+    size = d.selection_size
+    carves = size is not None and (cfg.do_train or cfg.mode == "sparsify")
+    train = load("train") if cfg.do_train or carves else None
     held_out = None
     if carves:
-        train, held_out = split_off(train, task, args.selection_split, args.seed)
-        train = train if args.do_train else None
+        train, held_out = split_off(train, task, size, cfg.seed)
+        train = train if cfg.do_train else None
     dev = [load(s) for s in task.dev_splits]
-    test = [load(s) for s in task.test_splits] if (args.do_test or args.do_infer) else []
+    test = [load(s) for s in task.test_splits] if (cfg.do_test or cfg.do_infer) else []
     if not dev[0].has_labels:
-        raise MiniDiscError(f"{task.path(args.data_dir, dev[0].name)}: dev set has no labels")
-    return Context(args=args, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
-                   run_dir=Path(args.output_dir) / run_name(args), train=train, dev=dev,
-                   test=test, models=models, held_out=held_out)
+        raise MiniDiscError(f"{task.path(d.data_dir, dev[0].name)}: dev set has no labels")
+    evaluator = Evaluator(task, rt, tok, dev, test, cfg.training.selection_metric,
+                          cfg.training.per_device_eval_batch_size, cfg.do_test, cfg.do_infer,
+                          held_out)
+    return Context(cfg=cfg, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
+                   run_dir=Path(cfg.output_dir) / cfg.run_name(), train=train, dev=dev,
+                   test=test, evaluator=evaluator, models=models)
+
+
+def check_run_teacher(cfg: RunConfig, path: Path, task: Task) -> None:
+    """The teacher must be of --model_type's family; and (every mode but finetune) hold what
+    the run asks of it (models/checks.py)."""
+    check_family(cfg.model.model_type, path, "--teacher_model_path")
+    if cfg.mode == "finetune":
+        return
+    # ftbert_* (objective ft) only starts from the teacher's weights: a pretrained one will do
+    teaches = cfg.mode == "sparsify" or objective_for(cfg.model.model_type,
+                                                      cfg.distill.objective).needs_teacher
+    check_teacher(path, task, cfg.model.model_type, needs_head=teaches,
+                  needs_map=cfg.asks_sparsity(), task_flags=cfg.task_flags())
 
 
 def _origin(checkpoint: str | Path, given: str | Path | None) -> dict[str, str]:

@@ -9,12 +9,12 @@ from minidisc.modes.common import Context
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
-    model = ctx.load(ctx.teacher_path, "--teacher_model_path", new_head=ctx.args.do_train)
-    if not ctx.args.do_train:
-        return {"final": ctx.report(model, folder, str(ctx.teacher_path))}
+    model = ctx.load(ctx.teacher_path, "--teacher_model_path", new_head=ctx.cfg.do_train)
+    if not ctx.cfg.do_train:
+        return {"final": ctx.evaluator.report(model, folder, str(ctx.teacher_path))}
 
     def compute_loss(batch, forward):
         return forward(**ctx.to_device(batch)).loss
 
     train = ctx.fit_best(model, compute_loss, folder / "model", "finetune")
-    return {"final": ctx.report(model, folder, "model"), "train": train}
+    return {"final": ctx.evaluator.report(model, folder, "model"), "train": train}

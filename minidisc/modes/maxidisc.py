@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from minidisc.cli import parse_path
+from minidisc.compression.specs import parse_path
 from minidisc.modes.common import Context
 from minidisc.modes.distill import build_student, distill_stage
 
@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
     teacher, teacher_info = ctx.load_teacher()
-    path = parse_path(ctx.args.layer_or_sparsity_path)
+    path = parse_path(ctx.cfg.distill.layer_or_sparsity_path)
     ctx.check_specs(teacher, path)
     names = [f"{v:g}{'L' if kind == 'layer' else 'S'}" for kind, v in path]
     if ctx.rt.is_main:
@@ -32,8 +32,8 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         train = distill_stage(ctx, teacher, student, folder / ckpt, f"maxidisc stage {i} {name}")
         last = i == len(path)
         stages.append({"stage": i, "spec": name, "train": train,
-                       **ctx.report(student, folder, ckpt, final=last)})
+                       **ctx.evaluator.report(student, folder, ckpt, final=last)})
         teacher = student.eval().requires_grad_(False)
-    final = ctx.report_of(stages[-1])
-    return {"teacher": teacher_info, "path": ctx.args.layer_or_sparsity_path, "stages": stages,
-            "final": final}
+    final = ctx.evaluator.report_of(stages[-1])
+    return {"teacher": teacher_info, "path": ctx.cfg.distill.layer_or_sparsity_path,
+            "stages": stages, "final": final}

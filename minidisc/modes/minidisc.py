@@ -12,7 +12,6 @@ target-sparsity model of the whole trial (by selection metric), not only of the 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
@@ -20,45 +19,34 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from minidisc.compression import schedule
-from minidisc.compression.schedule import choose_sparsity, top_candidate, tradeoff
-from minidisc.compression.sparsity_map import sparsities, sparsity_key
+from minidisc.compression.schedule import (
+    after_line,
+    candidates,
+    choice_line,
+    choose_sparsity,
+    decision_status,
+    ends,
+    sample_sandwich,
+    tradeoff,
+)
+from minidisc.compression.sparsity_map import sparsity_key
 from minidisc.compression.students import narrow
 from minidisc.errors import MiniDiscError
 from minidisc.modes.common import Context
-from minidisc.modes.distill import Distiller
+from minidisc.modes.distill import Distiller, distiller_for
 from minidisc.training import evaluate as ev
 from minidisc.training.loop import Backward, Evaluation, TrainStep
 from minidisc.training.runtime import copy_model
 from minidisc.training.state import NumericalError
 
 logger = logging.getLogger(__name__)
-
-
-def candidates(smap: dict, teacher_sparsity: float, trunc: float, target: float,
-               above_target: bool = False) -> list[float]:
-    """Map sparsities >= trunc and >= the teacher's, up to the target (always included).
-
-    Sparsities above the target are trained only with `above_target` (the reference's
-    sandwich): they shape the shared weights, but a choice above the target falls back to it.
-    """
-    lo = max(float(trunc), float(teacher_sparsity))
-    found = [s for s in sparsities(smap) if lo <= s and (above_target or s <= target)]
-    return sorted(found if target in found else [*found, float(target)])
-
-
-def sample_sandwich(cands: list[float], k: int | None, rng: random.Random) -> list[float]:
-    """The smallest and the largest candidate plus `k` others at random (None: all), the
-    sandwich rule of slimmable networks: the extremes bound every width between them."""
-    if k is None or len(cands) <= k + 2:
-        return cands
-    middle = rng.sample(cands[1:-1], k)
-    return [cands[0], *sorted(middle), cands[-1]]
 
 
 def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]) -> TrainStep:
@@ -87,134 +75,12 @@ def sandwich_step(student: nn.Module, distiller: Distiller, cands: list[float]) 
     return step
 
 
-def choice_line(it: int, chosen: float, best: dict[str, float], t_sparsity: float,
-                target: float, lam: float, is_final: bool, metric: str,
-                above_target: bool = False, decision: dict | None = None) -> str:
-    """One line per iteration: the sparsity kept and why (`best`: the best performance term
-    per candidate sparsity key; `metric` names it, e.g. "dev acc_and_f1"; `decision`: the
-    --choice_confidence decision behind it)."""
-    if decision is not None and not is_final:
-        return _decision_line(it, chosen, best, target, lam, metric, decision)
-
-    def terms(s: float) -> str:
-        m = best[sparsity_key(s)]
-        return f"tradeoff {tradeoff(m, s, lam):.4f}: {metric} {m:.4f} + {lam:g}·{s / 100:.2f}"
-
-    if chosen != target:
-        return (f"iteration {it}: chose {chosen:g}S as TA ({terms(chosen)}; the target "
-                f"{target:g}S: {terms(target)})")
-    if is_final:
-        reason = "it is the final iteration"
-    else:
-        top = top_candidate(best, t_sparsity, target, lam, above_target)
-        reason = (f"{top:g}S, above the target, has the highest tradeoff ({terms(top)}) and "
-                  "the target takes its place" if top > target
-                  else f"the target's tradeoff is the highest ({terms(target)})")
-    return f"iteration {it}: chose the target {target:g}S: no TA, because {reason}"
-
-
 def term_name(ctx: Context) -> str:
     """What the tradeoff adds lam*s/100 to, for log lines (e.g. "selection acc")."""
-    split, rule = ctx.select_split.name, ctx.args.tradeoff
+    split, rule = ctx.evaluator.select_split.name, ctx.cfg.minidisc.tradeoff
     if rule == "likelihood":
         return f"{split} mean log-likelihood"
-    return f"{'normalized ' * (rule == 'normalized')}{split} {ctx.selection}"
-
-
-def decision_status(d: dict, total: int) -> str:
-    """How a --choice_confidence decision stands at an evaluation of the search."""
-    if d["state"] == "floor":
-        return (f"every candidate scores as a constant prediction: the search trains on (up "
-                f"to step {total})")
-    if d["top"] is None:
-        return "no candidate but the target: decided"
-    p = f"P({d['top']:g}S's tradeoff > the target's) = {d['probability']:.3f}"
-    if d["state"] == "undecided":
-        return (f"{p}, between {1 - d['confidence']:g} and {d['confidence']:g}: undecided, the "
-                f"search trains on (up to step {total})")
-    return f"{p}: decided, {d['chosen']:g}S"
-
-
-def _decision_line(it: int, chosen: float, best: dict[str, float], target: float, lam: float,
-                   metric: str, d: dict) -> str:
-    def terms(s: float) -> str:
-        m = best[sparsity_key(s)]
-        return f"tradeoff {tradeoff(m, s, lam):.4f}: {metric} {m:.4f} + {lam:g}·{s / 100:.2f}"
-
-    head = f"iteration {it}: chose {chosen:g}S"
-    if d["state"] == "ta":
-        return (f"{head} as TA: P({chosen:g}S's tradeoff > the target's) = "
-                f"{d['probability']:.3f} >= {d['confidence']:g} ({terms(chosen)}; the target "
-                f"{target:g}S: {terms(target)})")
-    if d["state"] == "floor":
-        why = "every candidate scores as a constant prediction (the floor) at the full budget"
-    elif d["top"] is None:
-        why = "no candidate but the target"
-    else:
-        p = f"P({d['top']:g}S's tradeoff > the target's) = {d['probability']:.3f}"
-        why = (f"{p} < {d['confidence']:g}" + (", undecided at the full budget"
-                                                 if d["state"] == "undecided" else ""))
-    return f"{head}, the target: no TA, because {why} ({terms(target)})"
-
-
-class Evidence:
-    """What the choice of one iteration rests on: per candidate the best performance term
-    (--tradeoff) over the iteration's evaluations, the selection metric there, and (for
-    --choice_confidence) the per-example outputs behind it, all in the iteration's saved
-    state (a --resume keeps them)."""
-
-    def __init__(self, ctx: Context, teacher: nn.Module, state: dict, scored: list[float]):
-        args, split = ctx.args, ctx.select_split
-        self.rule, self.confidence, self.lam = args.tradeoff, args.choice_confidence, args.lam
-        self.seed = args.seed + state["it"]
-        golds, metric = ev.golds_and_metric(ctx.task, split, ctx.selection)
-        if "floor" not in state:
-            state["floor"] = ev.floor_score(ctx.task, split, ctx.selection)
-            needs_teacher = self.rule == "normalized"
-            state["teacher_metric"] = (ctx.evaluate_outputs(teacher)[0][ctx.selection]
-                                       if needs_teacher else None)
-        teacher_metric = state["teacher_metric"]
-        self.sel = schedule.Selection(golds, metric, state["floor"],
-                                      state["floor"] if teacher_metric is None else teacher_metric)
-        self.best: dict[str, float] = state["best"]
-        self.metric = state.setdefault("best_metric", {sparsity_key(s): -math.inf
-                                                       for s in scored})
-        self.outputs: dict[str, dict] = state.setdefault("outputs", {})
-        self.state = state
-
-    def term(self, metric: float, out: ev.Outputs) -> float:
-        if self.rule == "likelihood":
-            return float(sum(out.loglik) / len(out.loglik))
-        if self.rule == "normalized":
-            return schedule.normalize(metric, self.sel.floor, self.sel.teacher)
-        return metric
-
-    def offer(self, s: float, metric: float, out: ev.Outputs) -> None:
-        """A candidate's evaluation: kept where its term is the best of the iteration so far."""
-        key, term = sparsity_key(s), self.term(metric, out)
-        if term > self.best[key]:
-            self.best[key], self.metric[key] = term, metric
-            if self.confidence is not None:
-                self.outputs[key] = {"preds": out.preds, "loglik": out.loglik}
-
-    def decide(self, t_sparsity: float, target: float, kept: float | None) -> schedule.Decision:
-        """The noise-aware choice among the candidates up to the target. A TA is kept only
-        when it is the one whose checkpoint the iteration kept (`kept`, the tradeoff's
-        argmax); otherwise (a rare bootstrap that disagrees with the point estimate) the
-        choice is left undecided."""
-        trades = {float(k): tradeoff(v, float(k), self.lam) for k, v in self.best.items()
-                  if t_sparsity <= float(k) <= target and k in self.outputs}
-        outs = {float(k): schedule.Outputs(**self.outputs[sparsity_key(k)]) for k in trades}
-        floor = schedule.on_floor(self.sel, outs.values())
-
-        def probability(ta: float) -> float:
-            return schedule.paired_bootstrap(self.rule, self.sel, outs[ta], ta, outs[target],
-                                             target, self.lam, seed=self.seed)
-
-        d = schedule.decide(trades, target, self.confidence, probability, floor)
-        if d.state == "ta" and d.chosen != kept:
-            d = dataclasses.replace(d, chosen=target, state="undecided")
-        return d
+    return f"{'normalized ' * (rule == 'normalized')}{split} {ctx.evaluator.selection}"
 
 
 class BestTarget:
@@ -241,188 +107,290 @@ class BestTarget:
         return self.info.get("iteration") == it and step in (None, self.info.get("step"))
 
 
-def ends(chosen: float, target: float, is_final: bool, args: argparse.Namespace) -> bool:
-    """Whether an iteration that kept `chosen` ends the trial: the final one does; a search
-    that kept the target does unless --search_epochs shortened it (its target model had less
-    training than a student gets, so the final iteration still trains one)."""
-    return is_final or (chosen == target and args.search_epochs is None)
+@dataclass
+class IterationState:
+    """What one iteration has decided so far; saved with every state (as `to_dict`), so a
+    --resume keeps it: per candidate the best performance term (--tradeoff) and the selection
+    metric there, the per-example outputs behind them (--choice_confidence), the floor and
+    the teacher's metric the rule measures against, what is kept (sparsity, step, the
+    tradeoff it was kept with) and the sandwich sampler's RNG state."""
+
+    it: int
+    best: dict[str, float]  # candidate sparsity key -> best performance term so far
+    best_metric: dict[str, float]  # the selection metric where the term was best
+    outputs: dict[str, dict] = field(default_factory=dict)  # key -> {"preds", "loglik"}
+    floor: float | None = None  # a constant prediction's metric on the selection data
+    teacher_metric: float | None = None  # the current teacher's (--tradeoff normalized)
+    chosen: float | None = None  # the sparsity kept so far
+    step: int | None = None  # the step it was kept at
+    kept_score: float | None = None  # the tradeoff of the best evaluation so far
+    kept_at: float | None = None  # the sparsity chosen at that evaluation
+    decision: dict[str, Any] | None = None  # the latest --choice_confidence decision
+    rng: list[int] | None = None  # random.Random's internal state (--sandwich_k K)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> IterationState:
+        return cls(**saved)
 
 
-def iterate(ctx: Context, teacher: nn.Module, it: int, folder: Path, best_target: BestTarget,
-            is_final: bool) -> tuple[nn.Module, dict]:
-    args = ctx.args
-    target = float(args.target_sparsity)
-    # a search iteration only has to rank the candidates; the final one trains the student.
-    # Under --choice_confidence a search may train on past --search_epochs until its choice is
-    # decided: its schedule spans the full budget, and it stops once decided.
-    confident = args.choice_confidence is not None and not is_final
-    search_epochs = None if is_final else args.search_epochs
-    epochs = None if confident else search_epochs
-    t_sparsity = float(getattr(teacher.config, "sparsity", 0) or 0)
-    cands = candidates(teacher.config.sparsity_map, t_sparsity, args.trunc_sparsity, target,
-                       args.candidates_above_target)
-    if is_final and args.final_sandwich == "target":
-        cands = [target]  # plain distillation from the TA, like MaxiDisc's last stage
-    # On the final iteration the choice is the target whatever the others score.
-    scored = [target] if is_final else cands
-    every = args.candidate_eval_every
-    metric = term_name(ctx)
-    if ctx.rt.is_main:
-        logger.info("iteration %d of at most %d: teacher %gS; trains %s for %g epochs; scores "
-                    "%s", it, args.target_iteration, t_sparsity,
-                    " ".join(f"{s:g}S" for s in cands), search_epochs or args.num_train_epochs,
-                    "only the target (final iteration)" if is_final
-                    else "each of them" if every == 1
-                    else f"the target at every evaluation, all at every {every}th")
-    student = copy_model(teacher).train().requires_grad_(True)
-    distiller = Distiller(ctx, teacher)
-    ckpt = f"ckpt_iter_{it}"
-    k = None if args.sandwich_k == "all" else int(args.sandwich_k)
-    rng = random.Random(args.seed + it)
-    # what this iteration has decided so far; saved with every state, so --resume keeps it
-    state = ctx.progress.get("iteration")
-    if state is None or state["it"] != it:
-        state = {"it": it, "best": {sparsity_key(s): -math.inf for s in scored}}
-        ctx.progress["iteration"] = state
-    if "rng" in state:
-        rng.setstate((3, tuple(state["rng"]), None))
-    best = state["best"]
-    evidence = Evidence(ctx, teacher, state, scored)
-    kept: dict[str, Any] = {}
-    full_step = sandwich_step(student, distiller, cands)
+class Evidence:
+    """What the choice of one iteration rests on (kept in its IterationState): per candidate
+    the best performance term over the iteration's evaluations, the selection metric there,
+    and (for --choice_confidence) the per-example outputs behind it."""
 
-    def train_step(batch, backward) -> float:
+    def __init__(self, ctx: Context, teacher: nn.Module, state: IterationState):
+        m, evaluator = ctx.cfg.minidisc, ctx.evaluator
+        self.rule, self.confidence, self.lam = m.tradeoff, m.choice_confidence, m.lam
+        self.seed = ctx.cfg.seed + state.it
+        split, selection = evaluator.select_split, evaluator.selection
+        golds, metric = ev.golds_and_metric(ctx.task, split, selection)
+        if state.floor is None:
+            state.floor = ev.floor_score(ctx.task, split, selection)
+            if self.rule == "normalized":
+                state.teacher_metric = evaluator.evaluate_outputs(teacher)[0][selection]
+        teacher_metric = state.floor if state.teacher_metric is None else state.teacher_metric
+        self.sel = schedule.Selection(golds, metric, state.floor, teacher_metric)
+        self.state = state
+
+    def term(self, metric: float, out: ev.Outputs) -> float:
+        if self.rule == "likelihood":
+            return float(sum(out.loglik) / len(out.loglik))
+        if self.rule == "normalized":
+            return schedule.normalize(metric, self.sel.floor, self.sel.teacher)
+        return metric
+
+    def offer(self, s: float, metric: float, out: ev.Outputs) -> None:
+        """A candidate's evaluation: kept where its term is the best of the iteration so far."""
+        key, term = sparsity_key(s), self.term(metric, out)
+        if term > self.state.best[key]:
+            self.state.best[key], self.state.best_metric[key] = term, metric
+            if self.confidence is not None:
+                self.state.outputs[key] = {"preds": out.preds, "loglik": out.loglik}
+
+    def decide(self, t_sparsity: float, target: float, kept: float | None) -> schedule.Decision:
+        """The noise-aware choice among the candidates up to the target. A TA is kept only
+        when it is the one whose checkpoint the iteration kept (`kept`, the tradeoff's
+        argmax); otherwise (a rare bootstrap that disagrees with the point estimate) the
+        choice is left undecided."""
+        best, outputs = self.state.best, self.state.outputs
+        trades = {float(k): tradeoff(v, float(k), self.lam) for k, v in best.items()
+                  if t_sparsity <= float(k) <= target and k in outputs}
+        outs = {float(k): schedule.Outputs(**outputs[sparsity_key(k)]) for k in trades}
+        floor = schedule.on_floor(self.sel, outs.values())
+
+        def probability(ta: float) -> float:
+            return schedule.paired_bootstrap(self.rule, self.sel, outs[ta], ta, outs[target],
+                                             target, self.lam, seed=self.seed)
+
+        d = schedule.decide(trades, target, self.confidence, probability, floor)
+        if d.state == "ta" and d.chosen != kept:
+            d = dataclasses.replace(d, chosen=target, state="undecided")
+        return d
+
+
+class Iteration:
+    """One MiniDisc iteration: a sandwich of the candidates distilled from `teacher`, scored
+    at every evaluation, the tradeoff's choice kept (saved as `ckpt_iter_<it>`)."""
+
+    def __init__(self, ctx: Context, teacher: nn.Module, it: int, folder: Path,
+                 best_target: BestTarget, is_final: bool):
+        m = ctx.cfg.minidisc
+        self.ctx, self.m, self.it, self.folder = ctx, m, it, folder
+        self.best_target, self.is_final = best_target, is_final
+        self.target = float(m.target_sparsity)
+        # a search iteration only has to rank the candidates; the final one trains the
+        # student. Under --choice_confidence a search may train on past --search_epochs until
+        # its choice is decided: its schedule spans the full budget, and it stops once decided.
+        self.confident = m.choice_confidence is not None and not is_final
+        self.search_epochs = None if is_final else m.search_epochs
+        self.epochs = None if self.confident else self.search_epochs
+        self.t_sparsity = float(getattr(teacher.config, "sparsity", 0) or 0)
+        cands = candidates(teacher.config.sparsity_map, self.t_sparsity, m.trunc_sparsity,
+                           self.target, m.candidates_above_target)
+        if is_final and m.final_sandwich == "target":
+            cands = [self.target]  # plain distillation from the TA, like MaxiDisc's last stage
+        self.cands = cands
+        # On the final iteration the choice is the target whatever the others score.
+        self.scored = [self.target] if is_final else cands
+        self.metric = term_name(ctx)
+        self.student = copy_model(teacher).train().requires_grad_(True)
+        self.distiller = distiller_for(ctx, teacher)
+        self.ckpt = f"ckpt_iter_{it}"
+        self.rng = random.Random(ctx.cfg.seed + it)
+        saved = ctx.progress.get("iteration")
+        if saved and saved["it"] == it:
+            self.state = IterationState.from_dict(saved)
+        else:
+            self.state = IterationState(it, {sparsity_key(s): -math.inf for s in self.scored},
+                                        {sparsity_key(s): -math.inf for s in self.scored})
+        if self.state.rng is not None:
+            self.rng.setstate((3, tuple(self.state.rng), None))
+        self.evidence = Evidence(ctx, teacher, self.state)
+        self._save()
+        self.kept: nn.Module | None = None
+        self.full_step = sandwich_step(self.student, self.distiller, cands)
+        self.total = ctx.plan(self.epochs).total
+        self.decide_from = ctx.plan(self.search_epochs).total  # the search's own budget
+
+    def _save(self) -> None:
+        """Put the state where the run's state file takes it from (every evaluation)."""
+        self.ctx.progress["iteration"] = self.state.to_dict()
+
+    def train_step(self, batch: dict, backward: Backward) -> float:
+        k = self.m.sandwich_size
         if k is None:
-            return full_step(batch, backward)
-        picked = sample_sandwich(cands, k, rng)
-        state["rng"] = list(rng.getstate()[1])
-        return sandwich_step(student, distiller, picked)(batch, backward)
+            return self.full_step(batch, backward)
+        picked = sample_sandwich(self.cands, k, self.rng)
+        self.state.rng = list(self.rng.getstate()[1])
+        self._save()
+        return sandwich_step(self.student, self.distiller, picked)(batch, backward)
 
-    total = ctx.plan(epochs).total
-    decide_from = ctx.plan(search_epochs).total  # the search's own budget: decide from here
+    def scores_all(self, step: int) -> bool:
+        """Whether this evaluation scores every candidate: the first, every N-th and the last
+        do (counted from the step, so a --resume keeps the same cadence)."""
+        every = self.m.candidate_eval_every
+        return ((step // self.ctx.cfg.training.log_interval - 1) % every == 0
+                or step >= self.total)
 
-    def decision(step: int, kept_at: float | None) -> dict:
-        d = evidence.decide(t_sparsity, target, kept_at)
-        out = {**dataclasses.asdict(d), "confidence": args.choice_confidence, "step": step,
+    def decision(self, step: int, kept_at: float | None) -> dict[str, Any]:
+        """The --choice_confidence decision now, as recorded (state and results.json)."""
+        d = self.evidence.decide(self.t_sparsity, self.target, kept_at)
+        out = {**dataclasses.asdict(d), "confidence": self.m.choice_confidence, "step": step,
                "samples": schedule.BOOTSTRAP_SAMPLES}
-        state["decision"] = out
+        self.state.decision = out
         return out
 
-    def scores_all(step: int) -> bool:
-        """Whether this evaluation scores every candidate: the first, every `every`-th and the
-        last do (counted from the step, so a --resume keeps the same cadence)."""
-        return (step // args.log_interval - 1) % every == 0 or step >= total
-
-    def evaluate(step: int) -> Evaluation:
+    def evaluate(self, step: int) -> Evaluation:
+        ctx, state, target, lam = self.ctx, self.state, self.target, self.m.lam
+        best, evaluator = state.best, ctx.evaluator
+        selection, split = evaluator.selection, evaluator.select_split.name
         now = {}
-        full = is_final or scores_all(step)
-        for s in scored if full else [target]:
-            student.sparsify(s)
-            metrics, out = ctx.evaluate_outputs(student)
-            now[s] = metrics[ctx.selection]
+        full = self.is_final or self.scores_all(step)
+        for s in self.scored if full else [target]:
+            self.student.sparsify(s)
+            metrics, out = evaluator.evaluate_outputs(self.student)
+            now[s] = metrics[selection]
             if not math.isfinite(now[s]):
-                raise NumericalError(f"minidisc iteration {it}: non-finite "
-                                     f"{ctx.select_split.name} {ctx.selection} at step {step} "
-                                     f"for candidate {s:g}S")
+                raise NumericalError(f"minidisc iteration {self.it}: non-finite {split} "
+                                     f"{selection} at step {step} for candidate {s:g}S")
             if full:  # the target's best too: every candidate's over the same evaluations
-                evidence.offer(s, now[s], out)
-        student.sparsify(None)
-        best_target.offer(student, target, now[target], it, step)
-        chosen = choose_sparsity(best, t_sparsity, target, args.lam, is_final,
-                                 args.candidates_above_target)
+                self.evidence.offer(s, now[s], out)
+        self.student.sparsify(None)
+        self.best_target.offer(self.student, target, now[target], self.it, step)
+        chosen = choose_sparsity(best, self.t_sparsity, target, lam, self.is_final,
+                                 self.m.candidates_above_target)
 
         def keep() -> None:
-            reuse = chosen == target and best_target.is_from(it, step)
-            ta = best_target.model if reuse else narrow(student, chosen)
-            kept["model"] = ta.eval().requires_grad_(False)
-            state.update(chosen=chosen, step=step)
-            ctx.save(ta, folder / ckpt)
+            reuse = chosen == target and self.best_target.is_from(self.it, step)
+            ta = self.best_target.model if reuse else narrow(self.student, chosen)
+            self.kept = ta.eval().requires_grad_(False)
+            state.chosen, state.step = chosen, step
+            self._save()
+            ctx.save(ta, self.folder / self.ckpt)
 
         dev = {sparsity_key(s): v for s, v in now.items()}
-        score = tradeoff(best[sparsity_key(chosen)], chosen, args.lam)
-        trades = {k: tradeoff(v, float(k), args.lam) for k, v in best.items()}
+        score = tradeoff(best[sparsity_key(chosen)], chosen, lam)
+        trades = {k: tradeoff(v, float(k), lam) for k, v in best.items()}
         if ctx.rt.is_main:
             logger.info("iteration %d step %d: %s %s %s; tradeoff (best %s + %g·s/100) %s; "
-                        "chose %gS", it, step, ctx.select_split.name, ctx.selection,
-                        " ".join(f"{s}S={v:.4f}" for s, v in dev.items()), metric, args.lam,
+                        "chose %gS", self.it, step, split, selection,
+                        " ".join(f"{s}S={v:.4f}" for s, v in dev.items()), self.metric, lam,
                         " ".join(f"{s}S={v:.4f}" for s, v in trades.items()), chosen)
         # the loop keeps this evaluation's model when its score is the best so far
-        if score > state.get("kept_score", -math.inf):
-            state["kept_score"] = score
-            state["kept_at"] = chosen
+        if state.kept_score is None or score > state.kept_score:
+            state.kept_score, state.kept_at = score, chosen
         stop = False
-        if confident and full and decide_from <= step < total:
-            d = decision(step, state["kept_at"])
+        if self.confident and full and self.decide_from <= step < self.total:
+            d = self.decision(step, state.kept_at)
             stop = d["state"] in ("ta", "target")
             if ctx.rt.is_main:
-                logger.info("iteration %d step %d: %s", it, step, decision_status(d, total))
-        split = ctx.select_split.name
-        scalars = {**{f"{split}/{ctx.selection}/{s}S": v for s, v in dev.items()},
+                logger.info("iteration %d step %d: %s", self.it, step,
+                            decision_status(d, self.total))
+        self._save()
+        scalars = {**{f"{split}/{selection}/{s}S": v for s, v in dev.items()},
                    **{f"tradeoff/{s}S": v for s, v in trades.items()}, "chosen": chosen}
         return Evaluation(score, {split: dev, "chosen": chosen}, keep,
                           name=f"{chosen:g}S tradeoff", scalars=scalars, stop=stop)
 
-    started = time.perf_counter()
-    train = ctx.run_fit(student, train_step, evaluate, f"minidisc iter {it}",
-                        stage=f"minidisc iteration {it}", epochs=epochs)
-    ta = kept.get("model") or ctx.load(folder / ckpt, "--resume").eval().requires_grad_(False)
-    chosen = float(state["chosen"])
-    choice: dict[str, Any] = {"rule": args.tradeoff, "best_term": dict(best),
-                              "floor": state["floor"], "teacher_metric": state["teacher_metric"]}
-    if confident:
-        d = decision(train.steps, chosen)
-        if d["chosen"] != chosen:  # the kept TA was not beaten with confidence: the target
-            chosen = float(d["chosen"])
-            ta = best_target.model
-            state["chosen"] = chosen
-            ctx.save(ta, folder / ckpt)
-        choice["decision"] = d
-    line = choice_line(it, chosen, best, t_sparsity, target, args.lam, is_final, metric,
-                       args.candidates_above_target, choice.get("decision"))
-    if ctx.rt.is_main:
-        logger.info("%s", line)
-    ctx.reporter.scalars({"minidisc/chosen_sparsity": chosen}, it)
-    ctx.reporter.text("minidisc/choice", line, it)
-    # the report of the model that ends the trial carries the test metric and predictions
-    ends_trial = ends(chosen, target, is_final, args) and best_target.is_from(it)
-    record = {
-        "iteration": it,
-        "final": is_final,
-        "epochs": epochs or args.num_train_epochs,
-        "teacher_sparsity": t_sparsity,
-        "candidates": [sparsity_key(s) for s in cands],
-        "best_metric": dict(evidence.metric),
-        "tradeoff": {sparsity_key(s): tradeoff(best[sparsity_key(s)], s, args.lam)
-                     for s in scored if t_sparsity <= s <= target},
-        "chosen": chosen,
-        "choice": choice,
-        "saved_at_step": state["step"],
-        "steps": train.steps,
-        "wall_time_s": time.perf_counter() - started,
-        "eval_time_s": train.eval_time_s,
-        "history": train.history,
-        **ctx.report(ta, folder, ckpt, final=ends_trial),
-    }
-    return ta, record
+    def run(self) -> tuple[nn.Module, dict[str, Any]]:
+        """Train the sandwich; the model kept and the iteration's record."""
+        ctx, m, it, target, state = self.ctx, self.m, self.it, self.target, self.state
+        every = m.candidate_eval_every
+        epochs = self.search_epochs or ctx.cfg.training.num_train_epochs
+        if ctx.rt.is_main:
+            logger.info("iteration %d of at most %d: teacher %gS; trains %s for %g epochs; "
+                        "scores %s", it, m.target_iteration, self.t_sparsity,
+                        " ".join(f"{s:g}S" for s in self.cands), epochs,
+                        "only the target (final iteration)" if self.is_final
+                        else "each of them" if every == 1
+                        else f"the target at every evaluation, all at every {every}th")
+        started = time.perf_counter()
+        train = ctx.run_fit(self.student, self.train_step, self.evaluate, f"minidisc iter {it}",
+                            stage=f"minidisc iteration {it}", epochs=self.epochs)
+        ta = self.kept or ctx.load(self.folder / self.ckpt, "--resume").eval().requires_grad_(
+            False)
+        best, chosen = state.best, float(state.chosen)
+        choice: dict[str, Any] = {"rule": m.tradeoff, "best_term": dict(best),
+                                  "floor": state.floor, "teacher_metric": state.teacher_metric}
+        if self.confident:
+            d = self.decision(train.steps, chosen)
+            if d["chosen"] != chosen:  # the kept TA was not beaten with confidence: the target
+                chosen = float(d["chosen"])
+                ta = self.best_target.model
+                state.chosen = chosen
+                self._save()
+                ctx.save(ta, self.folder / self.ckpt)
+            choice["decision"] = d
+        line = choice_line(it, chosen, best, self.t_sparsity, target, m.lam, self.is_final,
+                           self.metric, m.candidates_above_target, choice.get("decision"))
+        if ctx.rt.is_main:
+            logger.info("%s", line)
+        ctx.reporter.scalars({"minidisc/chosen_sparsity": chosen}, it)
+        ctx.reporter.text("minidisc/choice", line, it)
+        # the report of the model that ends the trial carries the test metric and predictions
+        ends_trial = (ends(chosen, target, self.is_final, m.search_epochs)
+                      and self.best_target.is_from(it))
+        record = {
+            "iteration": it,
+            "final": self.is_final,
+            "epochs": self.epochs or ctx.cfg.training.num_train_epochs,
+            "teacher_sparsity": self.t_sparsity,
+            "candidates": [sparsity_key(s) for s in self.cands],
+            "best_metric": dict(state.best_metric),
+            "tradeoff": {sparsity_key(s): tradeoff(best[sparsity_key(s)], s, m.lam)
+                         for s in self.scored if self.t_sparsity <= s <= target},
+            "chosen": chosen,
+            "choice": choice,
+            "saved_at_step": state.step,
+            "steps": train.steps,
+            "wall_time_s": time.perf_counter() - started,
+            "eval_time_s": train.eval_time_s,
+            "history": train.history,
+            **ctx.evaluator.report(ta, self.folder, self.ckpt, final=ends_trial),
+        }
+        return ta, record
 
 
 def run(ctx: Context, folder: Path) -> dict[str, Any]:
-    args = ctx.args
+    m, evaluator = ctx.cfg.minidisc, ctx.evaluator
     teacher, teacher_info = ctx.load_teacher()
-    target = float(args.target_sparsity)
+    target = float(m.target_sparsity)
     ctx.check_specs(teacher, [("sparsity", target)])
     if target <= teacher_info["sparsity"]:
         raise MiniDiscError(f"--target_sparsity {target:g} is not above the teacher's "
                             f"sparsity {teacher_info['sparsity']:g}")
     if ctx.rt.is_main:
         first = candidates(teacher.config.sparsity_map, teacher_info["sparsity"],
-                           args.trunc_sparsity, target, args.candidates_above_target)
+                           m.trunc_sparsity, target, m.candidates_above_target)
         logger.info("minidisc: at most %d iterations to %gS; each keeps the candidate with the "
                     "highest tradeoff (best %s + %g·s/100)%s as the next teacher (the last "
-                    "keeps the target); iteration 1 candidates: %s", args.target_iteration,
-                    target, term_name(ctx), args.lam,
-                    "" if args.choice_confidence is None else
-                    f" if it beats the target's with P >= {args.choice_confidence:g}",
+                    "keeps the target); iteration 1 candidates: %s", m.target_iteration,
+                    target, term_name(ctx), m.lam,
+                    "" if m.choice_confidence is None else
+                    f" if it beats the target's with P >= {m.choice_confidence:g}",
                     " ".join(f"{s:g}S" for s in first))
     iterations = ctx.progress.setdefault("iterations", [])  # finished ones survive --resume
     tas = [r for r in iterations if r["chosen"] != target]
@@ -431,33 +399,36 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         teacher.requires_grad_(False)
     best_target = BestTarget(ctx, folder)
     while not iterations or not ends(iterations[-1]["chosen"], target,
-                                     iterations[-1].get("final", False), args):
+                                     iterations[-1].get("final", False), m.search_epochs):
         it = len(iterations) + 1
         # after a search that kept the target, only the final iteration is left to run
-        is_final = it == args.target_iteration or (
+        is_final = it == m.target_iteration or (
             bool(iterations) and iterations[-1]["chosen"] == target)
-        ta, record = iterate(ctx, teacher, it, folder, best_target, is_final)
+        ta, record = Iteration(ctx, teacher, it, folder, best_target, is_final).run()
         iterations.append(record)
         if record["chosen"] != target:
             teacher = ta
-        elif not ends(record["chosen"], target, is_final, args) and ctx.rt.is_main:
-            logger.info("the final iteration distils the target from the same teacher (the "
-                        "search ran %g epochs)", record["epochs"])
+        line = after_line(it, record["chosen"], target, is_final, m.search_epochs,
+                          record["epochs"])
+        if line is not None and ctx.rt.is_main:
+            logger.info("%s", line)
     last = iterations[-1]
     if best_target.is_from(last["iteration"]) or best_target.model is None:
-        final = ctx.report_of(last)  # the last iteration's checkpoint is the student
+        final = evaluator.report_of(last)  # the last iteration's checkpoint is the student
     else:
         # an earlier iteration's sandwich trained a better target-sparsity model
         path = f"student_iter_{best_target.info['iteration']}"
         if ctx.rt.is_main:
             os.replace(best_target.path, folder / path)
-        logger.info("final student: the %g%% model of iteration %d (dev %s %.4f)", target,
-                    best_target.info["iteration"], ctx.selection, best_target.info["score"])
-        final = ctx.report_of(ctx.report(best_target.model, folder, path, final=True))
+        logger.info("final student: the %g%% model of iteration %d (%s %s %.4f)", target,
+                    best_target.info["iteration"], evaluator.select_split.name,
+                    evaluator.selection, best_target.info["score"])
+        final = evaluator.report_of(evaluator.report(best_target.model, folder, path,
+                                                     final=True))
     if ctx.rt.is_main:
         shutil.rmtree(best_target.path, ignore_errors=True)
     tas = [r["chosen"] for r in iterations if r["chosen"] != target]
-    out = {"teacher": teacher_info, "lam": args.lam, "target_sparsity": target,
+    out = {"teacher": teacher_info, "lam": m.lam, "target_sparsity": target,
            "teacher_assistants": tas, "iterations": iterations,
            "final_from_iteration": best_target.info.get("iteration", last["iteration"]),
            "final": final}

@@ -21,17 +21,17 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         raise MiniDiscError(
             f"--teacher_model_path {ctx.teacher_path}: already densified at sparsity "
             f"{float(model.config.sparsity):g}; sparsify a full finetuned model")
-    before = ctx.evaluate(model)
-    heads, neurons = importance(model, ctx.eval_loader(ctx.select_split), ctx.rt)
+    before = ctx.evaluator.evaluate(model)
+    heads, neurons = importance(model, ctx.evaluator.loader(ctx.evaluator.select_split), ctx.rt)
     make_prunable(model, heads, neurons)
-    after = ctx.evaluate(model)
+    after = ctx.evaluator.evaluate(model)
     table = {}
     for s in sparsities(model.config.sparsity_map):
         model.sparsify(s)
         table[sparsity_key(s)] = count_params(model)
     model.sparsify(None)
-    sel = ctx.selection
-    logger.info("%s %s before reordering %.4f, after %.4f", ctx.select_split.name, sel,
+    sel = ctx.evaluator.selection
+    logger.info("%s %s before reordering %.4f, after %.4f", ctx.evaluator.select_split.name, sel,
                 before[sel], after[sel])
     full = table["0"]["encoder"]
     for s, p in table.items():
@@ -44,5 +44,5 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
         "params_by_sparsity": table,
         "importance": {"heads": [h.tolist() for h in heads],
                        "neurons_norm": [float(n.norm()) for n in neurons]},
-        "final": ctx.report(model, folder, "model"),
+        "final": ctx.evaluator.report(model, folder, "model"),
     }

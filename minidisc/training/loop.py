@@ -20,7 +20,6 @@ synchronises gradients; the others accumulate locally, so a step costs one all-r
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
@@ -37,6 +36,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_scheduler
 
+from minidisc.config import TrainingConfig
 from minidisc.training.reporting import Reporter, flatten
 from minidisc.training.runtime import Replica, Runtime
 from minidisc.training.state import NumericalError, StopFlag
@@ -108,23 +108,9 @@ def single_loss(compute_loss: Callable[[dict, nn.Module], torch.Tensor]) -> Trai
     return step
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """The flags the loop reads, built once from the command line."""
-
-    learning_rate: float
-    weight_decay: float
-    num_train_epochs: float
-    num_patience_epochs: float
-    num_grad_accum_steps: int
-    lr_scheduler_type: str
-    warmup_proportion: float
-    max_grad_norm: float
-    log_interval: int
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
-        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A collated batch on the training device."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @dataclass
@@ -167,7 +153,7 @@ class Plan:
     patience: int
 
     @classmethod
-    def of(cls, batches: int, cfg: TrainConfig) -> Plan:
+    def of(cls, batches: int, cfg: TrainingConfig) -> Plan:
         per_epoch = max(1, math.ceil(batches / cfg.num_grad_accum_steps))
         return cls(per_epoch, max(1, int(per_epoch * cfg.num_train_epochs)),
                    max(1, int(cfg.num_patience_epochs * per_epoch)))
@@ -185,7 +171,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def fit(model: nn.Module, loader: DataLoader, train_step: TrainStep,
-        evaluate: Callable[[int], Evaluation], cfg: TrainConfig, rt: Runtime,
+        evaluate: Callable[[int], Evaluation], cfg: TrainingConfig, rt: Runtime,
         desc: str = "train", *, resume: dict[str, Any] | None = None,
         on_state: Callable[[dict[str, Any]], None] | None = None,
         stop: StopFlag | None = None, reporter: Reporter | None = None) -> FitResult:

@@ -12,7 +12,6 @@ Each run folder keeps its own log (`run.log`) and results.json records where the
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 import platform
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from minidisc.errors import MiniDiscError
 from minidisc.files import atomic_write, recover_writes
+from minidisc.registry import RESULTS, resolve_checkpoint  # noqa: F401 -- their old home
 from minidisc.training.state import (
     STATE_DIR,
     Interrupted,
@@ -39,26 +39,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RESULTS = "results.json"  # the one name of a run's record (minidisc.report reads it too)
 RUN_LOG = "run.log"  # the run's log records, INFO and above, without progress bars
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOCK_SETTLE_S = 2.0  # how long a lock file may stay empty while its creator writes its pid
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder stands for its final checkpoint, so users can pass either."""
-    p = Path(path)
-    results = p / RESULTS
-    if not (p / "config.json").is_file() and results.is_file():
-        try:
-            final = json.loads(results.read_text(encoding="utf-8"))["final"]["path"]
-        except (OSError, ValueError, LookupError, TypeError):
-            raise MiniDiscError(f"{results}: not a readable results.json (no final.path to "
-                                "the run's checkpoint)") from None
-        if not isinstance(final, str) or not final:
-            raise MiniDiscError(f"{results}: malformed results.json (final.path)")
-        return p / final
-    return p
 
 
 def _pid_alive(pid: int) -> bool:

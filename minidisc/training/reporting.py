@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from minidisc.errors import MiniDiscError
+from minidisc.registry import REPORTERS
 
-CHOICES = ("none", "tensorboard", "wandb")
+CHOICES = REPORTERS  # --report_to
 FOLDER = "tensorboard"
 
 

@@ -8,12 +8,11 @@ bests, the kept TA). Everything in it loads with `weights_only=True`.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import random
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,22 +47,17 @@ class Interrupted(MiniDiscError):
         self.keeps_state = resumable
 
 
-# Flags that change what a run writes or where, not what it computes: a --resume may differ
-# in these (the run's name, the launcher's rank, the final report's extra test/predictions).
-OUTPUT_ONLY = frozenset({"output_dir", "model_suffix", "resume", "keep_previous", "local_rank",
-                         "do_test", "do_infer", "report_to"})
-
-
-def run_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The resolved flags that decide a run's computation, recorded with its state so that a
-    --resume can be checked against them (plain values: the state loads weights_only)."""
+def run_config(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved flags that decide a run's computation (RunConfig.compute_flags), recorded
+    with its state so that a --resume can be checked against them (plain values: the state
+    loads weights_only), and the number of torchrun processes."""
     def plain(v: Any) -> Any:
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
         return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
 
-    flags = {k: plain(v) for k, v in sorted(vars(args).items()) if k not in OUTPUT_ONLY}
-    return {**flags, "processes": int(os.environ.get("WORLD_SIZE", "1"))}  # torchrun's
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's
+    return {**{k: plain(v) for k, v in sorted(flags.items())}, "processes": processes}
 
 
 def check_config(saved: dict[str, Any] | None, now: dict[str, Any], where: Path) -> None:

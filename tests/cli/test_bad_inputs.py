@@ -341,7 +341,7 @@ def env(tmp_path, ckpts) -> Env:
 
 
 def test_the_matrix_is_big_and_covers_every_mode(tmp_path, ckpts):
-    from minidisc.cli import MODES
+    from minidisc.registry import MODES
 
     assert len(CASES) >= 30
     assert len({c[0] for c in CASES}) == len(CASES)
@@ -439,19 +439,18 @@ def test_run_py_prints_one_line_and_exits_2(env, extra, fragment):
 
 
 def test_one_list_of_modes():
-    from minidisc import cli, report
+    from minidisc import cli, registry, report
     from minidisc.modes import MODES as RUNNERS
 
-    assert tuple(RUNNERS) == cli.MODES
-    assert report.MODES is cli.MODES
-    assert cli.build_parser()._option_string_actions["--mode"].choices == cli.MODES
+    assert tuple(RUNNERS) == registry.MODES
+    assert report.MODES is registry.MODES
+    assert cli.build_parser()._option_string_actions["--mode"].choices == registry.MODES
 
 
 def test_one_results_file_name_and_one_conll_tag_list():
-    from minidisc import report
+    from minidisc import registry, report
     from minidisc.data.tasks import TASKS
-    from minidisc.training import outputs
 
-    assert report.RESULTS is outputs.RESULTS
+    assert report.RESULTS is registry.RESULTS
     conll = TASKS["conll"]
     assert conll.hub.labels is conll.labels  # the hub's tag ids index the task's own tags

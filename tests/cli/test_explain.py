@@ -12,8 +12,8 @@ import sys
 import pytest
 from conftest import FAST_FLAGS, ROOT, write_sst2_task
 
+from minidisc.compression.schedule import choice_line
 from minidisc.main import execute
-from minidisc.modes.minidisc import choice_line
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_one_class_model_is_warned_about(tiny_bert, tmp_path, monkeypatch, caplo
     monkeypatch.setattr(ev, "outputs",
                         lambda *a, **k: ev.Outputs([answer] * len(dev.examples), None))
     with caplog.at_level(logging.WARNING, logger="minidisc"):
-        metrics, _ = ctx.evaluate_split(None, dev)
+        metrics, _ = ctx.evaluator.evaluate_split(None, dev)
     assert metrics["acc"] == pytest.approx(rate if warns else 1 - rate)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     if warns:

@@ -14,12 +14,12 @@ import torch
 from conftest import write_sst2_task
 from transformers import BertForSequenceClassification
 
-from minidisc.cli import check_teacher, parse_args
+from minidisc.cli import parse_args
 from minidisc.compression.sparsity_map import build_map
 from minidisc.data.tasks import TASKS, resolve_task
 from minidisc.errors import MiniDiscError
 from minidisc.main import main
-from minidisc.modes.common import run_name
+from minidisc.modes.common import check_run_teacher
 
 MRPC_HEAD = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
 
@@ -115,7 +115,7 @@ def test_teachers_that_need_less(teachers, teacher, extra):
     path = getattr(teachers, teacher)
     ns = parse_args(_argv("distill", Path("d"), Path("o"), path, "--layer_or_sparsity", "1L",
                           *extra))
-    check_teacher(ns, path, TASKS["sst2"])  # no error
+    check_run_teacher(ns, path, TASKS["sst2"])  # no error
 
 
 def test_custom_task_commands_carry_the_custom_flags(teachers, tmp_path, capsys):
@@ -163,9 +163,9 @@ def test_malformed_row_names_the_columns(tmp_path):
 @pytest.mark.parametrize("given", ["MRPC", "Mrpc", " mrpc", "GLUE/MRPC"])
 def test_task_names_are_case_insensitive(given):
     ns = parse_args(["--mode", "finetune", "--task_name", given])
-    assert ns.task_name == "mrpc" and ns.fetch_glue == given.startswith("GLUE/")
-    assert run_name(ns) == "sparsebert_cls_finetune_mrpc"
-    assert resolve_task(ns, read=False) is TASKS["mrpc"]
+    assert ns.data.task_name == "mrpc" and ns.data.fetch_glue == given.startswith("GLUE/")
+    assert ns.run_name() == "sparsebert_cls_finetune_mrpc"
+    assert resolve_task(ns.data, read=False) is TASKS["mrpc"]
 
 
 @pytest.mark.parametrize("extra, fragment", [
@@ -208,4 +208,4 @@ def test_glue_task_fetched_before_is_read_offline(tmp_path, monkeypatch):
     (tmp_path / "mrpc").mkdir()
     ns = parse_args(["--mode", "finetune", "--task_name", "glue/mrpc", "--data_dir",
                      str(tmp_path)])
-    assert resolve_task(ns) is TASKS["mrpc"]
+    assert resolve_task(ns.data) is TASKS["mrpc"]

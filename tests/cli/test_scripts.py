@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT
@@ -62,7 +63,7 @@ def run(fake_python, tmp_path):
 def parse(argv: list[str]):
     """run.py's own parser and validation (no file I/O) on what the script would run."""
     assert argv[0] == str(ROOT / "run.py")
-    return cli.parse_args(argv[1:])
+    return SimpleNamespace(**cli.parse_args(argv[1:]).to_flags())
 
 
 @pytest.fixture

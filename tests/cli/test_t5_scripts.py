@@ -56,6 +56,7 @@ def test_every_command_line_is_accepted_by_run_py(name, fake_python, tmp_path):
     assert proc.returncode == 0, proc.stderr
     argv = json.loads(out.read_text())
     assert argv[0] == str(ROOT / "run.py")
-    ns = cli.parse_args(argv[1:])
+    ns = cli.parse_args(argv[1:]).model
     kind = "ftenct5_cls" if "finetuning" in name else "sparseenct5_cls"
-    assert (ns.model_type, ns.data_type, ns.teacher_model_path) == (kind, "enct5_cls", "some/t5")
+    assert (ns.model_type, ns.teacher_model_path) == (kind, "some/t5")
+    assert cli.parse_args(argv[1:]).data.data_type == "enct5_cls"

@@ -15,7 +15,7 @@ from minidisc.compression.schedule import (
 from minidisc.data.selection import carve
 from minidisc.data.tasks import TASKS
 from minidisc.main import execute, main
-from minidisc.modes.common import Context
+from minidisc.modes.common import Evaluator
 from minidisc.training import evaluate as ev
 
 # --- end to end through run.py -----------------------------------------------------------
@@ -70,7 +70,7 @@ def test_default_selects_on_dev(tiny_bert, tmp_path):
 
 
 def scripted_outputs(table: dict):
-    """Context.evaluate_outputs replaced by hand-made outputs on the selection examples, by
+    """Evaluator.evaluate_outputs replaced by hand-made outputs on the selection examples, by
     the model's active sparsity (`teacher`: the sparsity-0 teacher): each entry is `wrong`
     (how many of the first examples are mispredicted; "majority": the majority class for
     all) and the log-likelihood given every gold label."""
@@ -97,7 +97,7 @@ def minidisc(pipeline, suffix: str, *flags: str) -> dict:
 
 
 def test_metric_rule_records_and_follows_the_reference(pipeline, monkeypatch):
-    monkeypatch.setattr(Context, "evaluate_outputs", scripted_outputs(
+    monkeypatch.setattr(Evaluator, "evaluate_outputs", scripted_outputs(
         {"teacher": (0, -0.1), 80.0: (1, -0.5), 90.0: (3, -0.5), "other": (8, -0.7)}))
     res = minidisc(pipeline, "metric", "--lam", "0")
     first = res["iterations"][0]
@@ -114,7 +114,7 @@ def test_normalized_rule_weighs_lambda_against_the_teachers_gain(pipeline, monke
     `normalized` (the gain over the floor is about half the accuracy range), not under
     `metric`."""
     table = {"teacher": (0, -0.1), 80.0: (1, -0.5), 90.0: (2, -0.5), "other": (8, -0.7)}
-    monkeypatch.setattr(Context, "evaluate_outputs", scripted_outputs(table))
+    monkeypatch.setattr(Evaluator, "evaluate_outputs", scripted_outputs(table))
     res = minidisc(pipeline, "norm", "--lam", "1", "--tradeoff", "normalized")
     first = res["iterations"][0]
     choice = first["choice"]
@@ -140,7 +140,7 @@ def _selection_labels(pipeline) -> list[str]:
 
 
 def test_likelihood_rule_separates_majority_class_candidates(pipeline, monkeypatch):
-    monkeypatch.setattr(Context, "evaluate_outputs", scripted_outputs(
+    monkeypatch.setattr(Evaluator, "evaluate_outputs", scripted_outputs(
         {"teacher": (0, -0.1), 85.0: ("majority", -0.3), 90.0: ("majority", -0.6),
          "other": ("majority", -0.65)}))
     first = minidisc(pipeline, "ll", "--lam", "0", "--tradeoff", "likelihood")["iterations"][0]
@@ -162,7 +162,7 @@ def test_likelihood_rule_separates_majority_class_candidates(pipeline, monkeypat
     ("floor", {90.0: ("majority", -0.5)}, 90, "floor", 10),
 ])
 def test_choice_confidence(pipeline, monkeypatch, name, table, chosen, state, steps):
-    monkeypatch.setattr(Context, "evaluate_outputs", scripted_outputs(
+    monkeypatch.setattr(Evaluator, "evaluate_outputs", scripted_outputs(
         {"teacher": (0, -0.1), "other": ("majority", -0.7), **table}))
     res = minidisc(pipeline, f"conf{name}", "--lam", "0", "--choice_confidence", "0.8",
                    "--num_train_epochs", "2", "--search_epochs", "1")

@@ -32,7 +32,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def _task(*flags: str):
     """The Task that run.py would resolve for these flags (parse, validate, read)."""
-    return resolve_task(parse_args(["--mode", "finetune", "--task_name", "custom", *flags]))
+    return resolve_task(parse_args(["--mode", "finetune", "--task_name", "custom", *flags]).data)
 
 
 def _sentiment_csv(folder: Path, split: str, n: int, seed: int) -> Path:

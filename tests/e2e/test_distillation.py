@@ -9,14 +9,14 @@ import torch
 from conftest import FAST_FLAGS, tiny_config, write_conll_task, write_sst2_task
 
 from minidisc.compression.losses import align_layers, distill_loss
-from minidisc.compression.schedule import choose_sparsity, tradeoff
+from minidisc.compression.schedule import candidates, choose_sparsity, sample_sandwich, tradeoff
 from minidisc.compression.sparsity_map import (
     make_prunable,
     random_importance,
 )
 from minidisc.main import execute, main
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification
-from minidisc.modes.minidisc import candidates, sample_sandwich, sandwich_step
+from minidisc.modes.minidisc import sandwich_step
 from minidisc.training.loop import Backward
 
 # --- the schedule -----------------------------------------------------------------------
@@ -80,26 +80,17 @@ def _prunable_pair():
     return teacher, student
 
 
-class _Ctx:
-    """The parts of a run Context that a Distiller reads."""
+def _distiller(task, teacher, model_type="sparsebert_cls", teacher_dtype="fp32"):
+    """A Distiller on the CPU with the default temperature, as a run of `model_type` has."""
+    from minidisc.compression.losses import objective_for
+    from minidisc.modes.distill import Distiller
 
-    def __init__(self, task, **flags):
-        from types import SimpleNamespace
-
-        from minidisc.training.runtime import Runtime
-
-        self.task = task
-        self.rt = Runtime(device=torch.device("cpu"))
-        self.args = SimpleNamespace(**{"model_type": "sparsebert_cls", "objective": None,
-                                       "temperature": 1.0, "teacher_dtype": "fp32", **flags})
-
-    def to_device(self, batch):
-        return batch
+    return Distiller(teacher, objective_for(model_type), task, torch.device("cpu"),
+                     teacher_dtype=teacher_dtype)
 
 
 def test_sandwich_step_backpropagates_the_mean_of_per_sparsity_losses():
     from minidisc.data.tasks import TASKS
-    from minidisc.modes.distill import Distiller
 
     teacher, student = _prunable_pair()
     ids = torch.randint(5, 60, (4, 7))
@@ -107,7 +98,7 @@ def test_sandwich_step_backpropagates_the_mean_of_per_sparsity_losses():
              "token_type_ids": torch.zeros_like(ids), "labels": torch.tensor([0, 1, 1, 0])}
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     cands = [50.0, 70.0, 90.0]
-    step = sandwich_step(student, Distiller(_Ctx(TASKS["sst2"]), teacher), cands)
+    step = sandwich_step(student, _distiller(TASKS["sst2"], teacher), cands)
     total = step(batch, Backward.plain(student))
     grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
     student.zero_grad(set_to_none=True)
@@ -366,16 +357,13 @@ def test_bad_maxidisc_path_exits_2_before_training(prunable, tmp_path, capsys, p
 
 def test_ftbert_never_runs_the_teacher():
     from minidisc.data.tasks import TASKS
-    from minidisc.modes.distill import Distiller
 
     class Refuses(torch.nn.Module):
         def forward(self, **_):
             raise AssertionError("the teacher ran")
 
-    ctx = _Ctx(TASKS["sst2"])
-    ctx.args.model_type = "ftbert_cls"
     _, student = _prunable_pair()
-    distiller = Distiller(ctx, Refuses())
+    distiller = _distiller(TASKS["sst2"], Refuses(), model_type="ftbert_cls")
     ids = torch.randint(5, 60, (2, 5))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
              "token_type_ids": torch.zeros_like(ids), "labels": torch.tensor([0, 1])}
@@ -415,7 +403,7 @@ def test_minidisc_reference_sandwich_and_sampled_sandwich(prunable):
 
 def test_final_student_is_the_best_target_model_of_the_trial(prunable, monkeypatch):
     """Iteration 1 trains a 90% model that scores better than iteration 2's: it is kept."""
-    from minidisc.modes.common import Context
+    from minidisc.modes.common import Evaluator
     from minidisc.training.evaluate import Outputs
 
     def scripted(self, model):
@@ -426,7 +414,7 @@ def test_final_student_is_the_best_target_model_of_the_trial(prunable, monkeypat
         n = len(self.select_split.examples)
         return {"acc": score}, Outputs([0] * n, [0.0] * n)
 
-    monkeypatch.setattr(Context, "evaluate_outputs", scripted)
+    monkeypatch.setattr(Evaluator, "evaluate_outputs", scripted)
     root, common, teacher = prunable
     res = _run("--mode", "minidisc", *common, "--teacher_model_path", str(teacher),
                "--num_train_epochs", "1", "--log_interval", "3", "--model_suffix", "best")
@@ -493,3 +481,18 @@ def test_without_search_epochs_a_kept_target_ends_the_trial(prunable):
                "--model_suffix", "nosearch")
     (only,) = res["iterations"]
     assert only["chosen"] == 90 and not only["final"] and res["final_from_iteration"] == 1
+    # no final iteration follows, and the log does not say one does (it used to)
+    log = (root / "out" / "sparsebert_cls_minidisc_nosearch_90S_lam10_sst2" / "run.log"
+           ).read_text(encoding="utf-8")
+    assert "iteration 1: chose the target 90S: no TA" in log
+    assert "the final iteration" not in log
+
+
+def test_the_line_after_an_iteration_says_what_follows():
+    from minidisc.compression.schedule import after_line
+
+    line = "the final iteration distils the target from the same teacher (the search ran 1 epochs)"
+    assert after_line(1, 90.0, 90.0, False, 1.0, 1.0) == line  # a shortened search kept it
+    assert after_line(1, 90.0, 90.0, False, None, 2.0) is None  # that search ended the trial
+    assert after_line(1, 70.0, 90.0, False, 1.0, 1.0) is None  # a TA: its next iteration
+    assert after_line(2, 90.0, 90.0, True, 1.0, 2.0) is None  # the final one itself

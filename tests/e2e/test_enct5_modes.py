@@ -8,18 +8,19 @@ from __future__ import annotations
 import json
 import string
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import FILLER, NEGATIVE, NER_WORDS, POSITIVE, run_mode, write_conll_task
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration, T5Tokenizer
 
-from minidisc import cli
+from minidisc import cli, registry
 from minidisc.data import pipeline
 from minidisc.data.examples import TagExample
 from minidisc.data.tasks import TASKS
 from minidisc.errors import MiniDiscError
-from minidisc.models import load_model, max_positions
+from minidisc.models import load_model, max_positions, resolve_max_length
 from minidisc.models.families import ENCT5
 from minidisc.models.sparse_t5 import MiniDiscT5Config, SparseEncT5ForSequenceClassification
 from minidisc.predict import predict
@@ -68,8 +69,8 @@ def test_tokenizer_pairs_and_tags(tiny_t5):
                                               add_special_tokens=False)["input_ids"]
     assert feat["labels"][0] != -100 and feat["labels"][-1] == -100  # no start token
     assert max_positions(tiny_t5) is None  # relative positions: no table to outgrow
-    assert pipeline.resolve_max_length(tok, None) == cli.DEFAULT_MAX_LENGTH
-    assert pipeline.resolve_max_length(tok, 4096) == 4096
+    assert resolve_max_length(tok, None) == registry.DEFAULT_MAX_LENGTH
+    assert resolve_max_length(tok, 4096) == 4096
 
 
 @pytest.mark.parametrize("kind", ["cls", "ner"])
@@ -82,9 +83,9 @@ def test_new_head_weights_are_initialised(kind, tiny_t5):
 
 
 def _parse(teacher: Path, *flags: str):
-    return cli.validate(cli.build_parser().parse_args(
-        ["--mode", "finetune", "--task_name", "sst2", "--teacher_model_path", str(teacher),
-         *flags]))
+    cfg = cli.parse_args(["--mode", "finetune", "--task_name", "sst2", "--teacher_model_path",
+                          str(teacher), *flags])
+    return SimpleNamespace(model_type=cfg.model.model_type, data_type=cfg.data.data_type)
 
 
 def test_cli_defaults_and_data_types(tiny_t5):

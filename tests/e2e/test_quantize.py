@@ -16,7 +16,7 @@ from onnx import TensorProto
 from minidisc.data import pipeline
 from minidisc.data.tasks import TASKS
 from minidisc.export import main, sidecar
-from minidisc.models import load_model
+from minidisc.models import load_model, resolve_max_length
 from minidisc.training.evaluate import evaluate
 from minidisc.training.runtime import setup
 
@@ -34,7 +34,7 @@ def finetuned(tiny_bert, tmp_path_factory) -> tuple[Path, Path]:
 def _torch_dev_acc(ckpt: Path, data: Path) -> float:
     task = TASKS["sst2"]
     tok = pipeline.load_tokenizer(ckpt)
-    split = pipeline.load_split(task, data, "dev", tok, None)
+    split = pipeline.load_split(task, data, "dev", tok, resolve_max_length(tok, None))
     model = load_model("sparsebert_cls", ckpt, task, "student")
     return evaluate(model, split, pipeline.eval_loader(split, task, tok, 32), task,
                     setup(True, False))["acc"]

@@ -50,15 +50,14 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
 
 
 def test_bf16_teacher_loss_close_to_fp32():
-    from test_distillation import _Ctx, _prunable_pair
+    from test_distillation import _distiller, _prunable_pair
 
     from minidisc.data.tasks import TASKS
-    from minidisc.modes.distill import Distiller
 
     teacher, student = _prunable_pair()
     losses = {}
     for dtype in ("fp32", "bf16"):
-        distiller = Distiller(_Ctx(TASKS["sst2"], teacher_dtype=dtype), copy.deepcopy(teacher))
+        distiller = _distiller(TASKS["sst2"], copy.deepcopy(teacher), teacher_dtype=dtype)
         assert next(distiller.teacher.parameters()).dtype == (
             torch.bfloat16 if dtype == "bf16" else torch.float32)
         b, inputs, t_out = distiller.split(_batch())

@@ -36,21 +36,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 
-# Upward imports that the typed configuration (issue 18, items 1-4) removes: the command
-# line's constants and checks leave cli.py for registry.py, compression/specs.py and
-# models/checks.py. Delete each as it goes; nothing may join the list.
-KNOWN_UPWARD = {
-    "minidisc.data.pipeline -> minidisc.cli",
-    "minidisc.data.pipeline -> minidisc.models",
-    "minidisc.export -> minidisc.cli",
-    "minidisc.models.families -> minidisc.training.outputs",
-    "minidisc.modes.common -> minidisc.cli",
-    "minidisc.modes.distill -> minidisc.cli",
-    "minidisc.modes.maxidisc -> minidisc.cli",
-    "minidisc.report -> minidisc.cli",
-}
-
-
 def module_name(path: Path, root: Path = PACKAGE.parent) -> str:
     parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -109,7 +94,7 @@ def test_every_module_has_a_layer():
 
 def test_no_module_imports_a_layer_above_it():
     upward = sorted(f"{m} -> {d}" for m, deps in graph().items() for d in deps
-                    if layer(d) > layer(m) and f"{m} -> {d}" not in KNOWN_UPWARD)
+                    if layer(d) > layer(m))
     assert upward == [], "imports of a layer above (see LAYERS)"
 
 

@@ -9,19 +9,20 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from minidisc.training.loop import Evaluation, TrainConfig, fit
+from minidisc.config import TrainingConfig
+from minidisc.training.loop import Evaluation, fit
 from minidisc.training.runtime import Runtime
 from minidisc.training.state import NumericalError, StopFlag
 
 RT = Runtime(device=torch.device("cpu"))
 
 
-def config(**kw) -> TrainConfig:
+def config(**kw) -> TrainingConfig:
     base = dict(learning_rate=0.05, weight_decay=0.0, num_train_epochs=3,
                 num_patience_epochs=10, num_grad_accum_steps=1, lr_scheduler_type="linear",
                 warmup_proportion=0.0, max_grad_norm=10.0, log_interval=2)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainingConfig(**base)
 
 
 def data(n=24, batch=4, seed=0):
