@@ -477,14 +477,19 @@ class RunConfig:
         return shlex.join(flags)
 
     def run_name(self) -> str:
-        """The run folder's name: model type, mode, suffix, student spec and task."""
+        """The run folder's name: model type, mode, suffix, student spec, --selection_split
+        (when given) and task."""
         d, m = self.distill, self.minidisc
         spec = {
             "distill": d.layer_or_sparsity and Path(d.layer_or_sparsity).name,
             "maxidisc": (d.layer_or_sparsity_path or "").replace(",", "-"),
             "minidisc": f"{m.target_sparsity:g}S_lam{m.lam:g}",
         }.get(self.mode)
-        parts = [self.model.model_type, self.mode, self.model_suffix, spec, self.data.task_name]
+        # a run that decides on held-out training examples is another run than one on dev
+        size = self.data.selection_size
+        held_out = None if size is None else f"sel{size:g}"
+        parts = [self.model.model_type, self.mode, self.model_suffix, spec, held_out,
+                 self.data.task_name]
         return "_".join(p for p in parts if p)
 
 

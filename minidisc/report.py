@@ -507,26 +507,29 @@ def _candidate_curves_figure(plt, run: dict, path: Path) -> None:
     and the score of always answering the majority class (`majority_class`) as a line: a
     candidate on that line has not learnt anything yet."""
     its, sel = run["iterations"], run["selection_metric"]
-    floor = _sel(run.get("majority_class") or {}, sel)
+    # the split the candidates were scored on: --selection_split's examples, or dev
+    split = (run.get("selection") or {}).get("split", "dev")
+    floor = _sel(run.get("majority_class") or {}, sel) if split == "dev" else None
     target = float(run.get("target_sparsity") or 0)
     fig, axes = plt.subplots(1, len(its), figsize=(max(7.5, 6.5 * len(its)), 5.2), squeeze=False)
     for ax, it in zip(axes[0], its):
         history = it.get("history") or []
-        for i, key in enumerate(sorted({k for h in history for k in h.get("dev") or {}},
+        for i, key in enumerate(sorted({k for h in history for k in h.get(split) or {}},
                                        key=float)):
-            pts = [(h["step"], 100 * h["dev"][key]) for h in history if key in h.get("dev", {})]
+            pts = [(h["step"], 100 * h[split][key]) for h in history
+                   if key in h.get(split, {})]
             ax.plot(*zip(*pts), "o-", color=f"C{i % 10}", ms=3,
                     lw=2.5 if float(key) == target else 1.2, label=f"{float(key):g}S")
         if isinstance(floor, (int, float)) and math.isfinite(floor):
             ax.axhline(100 * floor, color="k", ls="--", lw=1, label="majority class")
         ax.set_xlabel("optimiser step")
-        ax.set_ylabel(f"dev {sel} (×100)")
+        ax.set_ylabel(f"{split} {sel} (×100)")
         ax.set_title(f"iteration {it['iteration']}: teacher {float(it['teacher_sparsity']):g}S"
                      f" → chose {float(it['chosen']):g}S")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", ncol=2)
-    fig.suptitle(f"{run['task']}: each candidate's dev {sel} while it trains\n{_name(run)}",
-                 fontsize=12)
+    fig.suptitle(f"{run['task']}: each candidate's {split} {sel} while it trains\n"
+                 f"{_name(run)}", fontsize=12)
     _save(plt, fig, path)
 
 

@@ -143,7 +143,9 @@ def test_run_dir_names_the_folder_a_run_writes(tiny_bert, tmp_path, capsys):
     for mode, spec, name in (("distill", ["--layer_or_sparsity", "4L"], "distill_4L"),
                              ("maxidisc", ["--layer_or_sparsity_path", "80,90S"],
                               "maxidisc_80-90S"),
-                             ("minidisc", ["--lam", "0.5"], "minidisc_90S_lam0.5")):
+                             ("minidisc", ["--lam", "0.5"], "minidisc_90S_lam0.5"),
+                             ("minidisc", ["--selection_split", "0.25"],
+                              "minidisc_90S_lam0.2_sel0.25")):
         assert run_dir(["--mode", mode, *flags, *spec]) == 0
         assert capsys.readouterr().out.strip() == str(tmp_path / f"sparsebert_cls_{name}_sst2")
 

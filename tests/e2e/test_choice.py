@@ -34,9 +34,10 @@ def pipeline(tiny_bert, tmp_path_factory):
     finetuned = execute(["--mode", "finetune", *common, "--teacher_model_path", str(tiny_bert),
                          "--num_train_epochs", "1", *FAST_FLAGS, *SELECT])
     sparsified = execute(["--mode", "sparsify", *common, "--teacher_model_path",
-                          str(out / "sparsebert_cls_finetune_sst2"), *FAST_FLAGS, *SELECT])
+                          str(out / "sparsebert_cls_finetune_sel16_sst2"), *FAST_FLAGS,
+                          *SELECT])
     return {"common": common, "out": out, "finetune": finetuned, "sparsify": sparsified,
-            "teacher": out / "sparsebert_cls_sparsify_sst2"}
+            "teacher": out / "sparsebert_cls_sparsify_sel16_sst2"}
 
 
 def test_selection_split_decides_and_dev_is_only_reported(pipeline):
@@ -47,8 +48,8 @@ def test_selection_split_decides_and_dev_is_only_reported(pipeline):
     # the same carve in every mode of the pipeline (sparsify does not train: no train size)
     assert sp["selection"]["examples_sha256"] == rec["examples_sha256"]
     assert sp["selection"]["sizes"] == {"selection": 16, "dev": 32}
-    saved = json.loads((pipeline["out"] / "sparsebert_cls_finetune_sst2" / "results.json")
-                       .read_text())
+    saved = json.loads((pipeline["out"] / "sparsebert_cls_finetune_sel16_sst2"
+                        / "results.json").read_text())
     assert saved["selection"] == rec
     history = ft["train"]["history"]
     assert all(set(h) == {"step", "loss", "score", "selection"} for h in history)  # no dev
@@ -176,8 +177,8 @@ def test_choice_confidence(pipeline, monkeypatch, name, table, chosen, state, st
         assert 0.2 < d["probability"] < 0.8 and res["teacher_assistants"] == []
     else:
         assert d["probability"] is None
-    log = (pipeline["out"] / f"sparsebert_cls_minidisc_conf{name}_90S_lam0_sst2" / "run.log"
-           ).read_text()
+    log = (pipeline["out"] / f"sparsebert_cls_minidisc_conf{name}_90S_lam0_sel16_sst2"
+           / "run.log").read_text()
     assert f"iteration 1: chose {chosen:g}S" in log
     assert state != "ta" or f"P(80S's tradeoff > the target's) = {d['probability']:.3f}" in log
 

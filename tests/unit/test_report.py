@@ -171,6 +171,30 @@ def test_candidate_curves_per_iteration_with_the_majority_floor(tmp_path, monkey
         assert list(lines["majority class"].get_ydata()) == pytest.approx([74.8, 74.8])
 
 
+def test_candidate_curves_read_the_selection_split(tmp_path, monkeypatch):
+    """A --selection_split run keeps its candidates' scores under "selection": the curves are
+    drawn from there and named so, without dev's majority floor (another split's rate)."""
+    import minidisc.report as report
+
+    body = _minidisc()
+    body["selection"] = {"split": "selection", "selection_split": 16.0}
+    body["majority_class"] = {"label": "1", "dev": {"acc": 0.684, "acc_and_f1": 0.748}}
+    for it in body["iterations"]:
+        it["history"] = [{"step": step, "score": 1.0, "chosen": 90.0,
+                          "selection": {"90": 0.5 + step / 100}} for step in (10, 20)]
+    f = _write(tmp_path, "sel", "minidisc", **body)
+    drawn = []
+    monkeypatch.setattr(report, "_save", lambda plt, fig, path: drawn.append(fig))
+    figures(collect([f]), tmp_path / "figs")
+    fig = next(fig for fig in drawn if "while it trains" in fig._suptitle.get_text())
+    assert "each candidate's selection" in fig._suptitle.get_text()
+    for ax in (ax for ax in fig.axes if ax.get_title()):
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        assert set(lines) == {"90S"}
+        assert list(lines["90S"].get_ydata()) == pytest.approx([60.0, 70.0])
+        assert ax.get_ylabel().startswith("selection ")
+
+
 def test_newest_run_wins_duplicates(tmp_path):
     teacher = _teacher()
     _write(tmp_path, "b_old", "distill", mtime=2_000, teacher=teacher, student_spec="90S",
