@@ -314,10 +314,14 @@ class SlurmLauncher:
 # --- the scheduler -------------------------------------------------------------------------
 
 
+SIGNAL_EXITS = (130, 143)  # run.py stopped by SIGINT / SIGTERM, with a state to --resume
+
+
 def sweep(runs: list[Run], launcher: Any, poll_s: float = 2.0,
           on_state: Callable[[Run, str], None] | None = None) -> dict[str, str]:
     """Run every run not done, each once its needs are done, at most `launcher.slots` at a
-    time. Returns key-and-folder -> final state (done, failed, busy, blocked)."""
+    time. Returns key-and-folder -> final state (done, failed, busy, blocked, interrupted);
+    after a run stopped by a signal nothing new starts (the runs not started are absent)."""
     from tqdm.auto import tqdm
 
     final: dict[str, str] = {}
@@ -341,9 +345,10 @@ def sweep(runs: list[Run], launcher: Any, poll_s: float = 2.0,
     bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc="sweep", unit="run",
                dynamic_ncols=True)
     running: dict[str, tuple[Run, Any]] = {}
+    stopping = False  # a run was stopped by a signal: start nothing more
     try:
-        while pending or running:
-            for r in list(pending):
+        while (pending and not stopping) or running:
+            for r in [] if stopping else list(pending):
                 if len(running) >= launcher.slots:
                     break
                 needs = [final.get(d.name) for k in r.needs for d in by_key[k]]
@@ -378,6 +383,13 @@ def sweep(runs: list[Run], launcher: Any, poll_s: float = 2.0,
                 if rc == 0 and state(r) == "done":
                     final[name] = "done"
                     report(r, "finished")
+                elif rc in SIGNAL_EXITS:
+                    # SIGINT/SIGTERM (a preemption, a kill): the run saved its state; the
+                    # machine is going away or someone asked to stop, so do not start more
+                    final[name] = "interrupted"
+                    stopping = True
+                    report(r, f"interrupted by a signal ({why}): no further run starts; "
+                           "rerun the same command to resume")
                 else:
                     final[name] = "failed"
                     report(r, f"failed ({why}); its log: {r.folder.parent}/.{r.name}.staging-*"
@@ -432,7 +444,7 @@ def run_sweep(argv: Sequence[str] | None = None) -> dict[str, str]:
         launcher.close()
     counts = {s: sum(v == s for v in final.values()) for s in dict.fromkeys(final.values())}
     logger.info("sweep: %s", ", ".join(f"{n} {s}" for s, n in counts.items()))
-    if any(v != "done" for v in final.values()):
+    if len(final) < len(runs) or any(v != "done" for v in final.values()):
         raise SweepIncomplete(f"not every run finished: {json.dumps(counts)} (rerun the same "
                               "command to retry and resume)")
     return final

@@ -156,6 +156,36 @@ def test_interrupted_run_is_resumed_and_a_locked_one_left_alone(teacher, data, t
     assert _results(two)["args"]["seed"] == 2
 
 
+def test_a_run_stopped_by_a_signal_stops_the_sweep(teacher, data, tmp_path, caplog):
+    """A run that ends with 143 (SIGTERM: a preemption, a kill) saved a resumable state; the
+    sweep starts nothing after it (the machine is going away) and exits 1."""
+    from concurrent.futures import Future
+
+    from minidisc.sweep import sweep
+
+    spec = _spec(tmp_path, {
+        "output_dir": str(tmp_path / "runs"), "flags": _shared(data), "teacher": str(teacher),
+        "sparsify": False, "seeds": [1, 2, 3],
+        "methods": {"direct": {"mode": "distill", "flags": {"layer_or_sparsity": "50S"}}}})
+    runs = expand(spec, read_spec(spec))
+    started = []
+
+    class Killed:  # a launcher whose first job is stopped by SIGTERM
+        slots = 1
+
+        def submit(self, run, argv):
+            started.append(run.name)
+            job: Future = Future()
+            job.set_result(128 + signal.SIGTERM)
+            return job
+
+    caplog.set_level("INFO", logger="minidisc.sweep")
+    final = sweep(runs, Killed(), poll_s=0)
+    assert started == [runs[0].name]
+    assert final == {runs[0].name: "interrupted"}
+    assert any("interrupted by a signal (exit status 143)" in r.message for r in caplog.records)
+
+
 def test_slurm_launcher_through_submitits_local_executor(teacher, data, tmp_path):
     out = tmp_path / "runs"
     spec = _spec(tmp_path, {
