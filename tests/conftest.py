@@ -1,15 +1,21 @@
-"""Shared fixtures: a tiny BERT checkpoint and tokenizer built in code, tiny task folders."""
+"""Shared fixtures and helpers: a tiny BERT (and T5) checkpoint and tokenizer built in code,
+tiny task folders, torchrun, distillers. Test modules import helpers from here, never from one
+another."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import shutil
 import string
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, BertTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
@@ -176,3 +182,130 @@ def fake_python(tmp_path_factory) -> Path:
     )
     exe.chmod(0o755)
     return folder
+
+
+@pytest.fixture(scope="module")
+def prunable_teacher(tiny_bert, tmp_path_factory) -> Path:
+    """A tiny teacher with a head and a sparsity map, built directly (no finetune/sparsify
+    runs: the comparison needs any fixed teacher, not a good one)."""
+    return save_head_teacher(tiny_bert, tmp_path_factory.mktemp("ddp") / "teacher",
+                             prunable=True)
+
+
+def sparsify_argv(data: Path, out: Path, teacher: Path, *extra: str) -> list[str]:
+    """A sparsify run's argv on the CPU (no FAST_FLAGS: sparsify does not train)."""
+    return ["--mode", "sparsify", "--task_name", "sst2", "--data_dir", str(data),
+            "--output_dir", str(out), "--teacher_model_path", str(teacher), "--use_cpu",
+            "--per_device_eval_batch_size", "16", *extra]
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The weights of a run folder's final model (results.json's final path)."""
+    final = json.loads((run / "results.json").read_text())["final"]["path"]
+    return load_file(run / final / "model.safetensors")
+
+
+# --- torchrun ---------------------------------------------------------------------------
+
+ENV = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(port: int, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(port), str(ROOT / "run.py"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+# --- in-process distillation ------------------------------------------------------------
+
+
+def prunable_pair():
+    """A tiny prunable SparseBERT teacher (random importance, seed 0) and a student: the
+    teacher's weights, slightly perturbed."""
+    from minidisc.compression.sparsity_map import make_prunable, random_importance
+    from minidisc.models.sparse_bert import SparseBertForSequenceClassification
+
+    torch.manual_seed(0)
+    teacher = SparseBertForSequenceClassification(tiny_config(num_labels=2)).eval()
+    make_prunable(teacher, *random_importance(teacher, 1))
+    student = SparseBertForSequenceClassification(teacher.config).eval()
+    student.load_state_dict(teacher.state_dict())
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return teacher, student
+
+
+def make_distiller(task, teacher, model_type="sparsebert_cls", teacher_dtype="fp32"):
+    """A Distiller on the CPU with the default temperature, as a run of `model_type` has."""
+    from minidisc.compression.losses import objective_for
+    from minidisc.modes.distill import Distiller
+
+    return Distiller(teacher, objective_for(model_type), task, torch.device("cpu"),
+                     teacher_dtype=teacher_dtype)
+
+
+# --- T5 ---------------------------------------------------------------------------------
+
+
+def t5_tokenizer():
+    """A Unigram T5 tokenizer over the fixture words (pieces for anything else): `<pad>` 0,
+    `</s>` 1, `<unk>` 2, as T5's."""
+    from transformers import T5Tokenizer
+
+    words = sorted(set(POSITIVE + NEGATIVE + FILLER + NER_WORDS))
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
+    vocab += [(f"\u2581{w}", -1.0) for w in words]
+    vocab += [(c, -5.0) for c in string.ascii_lowercase + string.digits + ".,!?'\"-"]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def make_tiny_t5(folder: Path) -> Path:
+    """A random tiny (gated, flan-t5 like) T5ForConditionalGeneration with its tokenizer."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = t5_tokenizer()
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                      num_decoder_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
+                      relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                      dropout_rate=0.0, decoder_start_token_id=0)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+# Removals per layer (of 4 heads, 64 neurons) of the t5_config encoder: ragged, one layer left
+# with no heads and one with no neurons at 90.
+SPARSITY_MAP = {"0": {"heads": [0, 0], "neurons": [0, 0]},
+                "50": {"heads": [1, 2], "neurons": [20, 10]},
+                "90": {"heads": [4, 3], "neurons": [30, 64]}}
+
+
+def t5_config(ff: str = "relu", **kw):
+    """A tiny T5Config (vocabulary 99, 2 layers of 4 heads and 64 neurons, 3 labels)."""
+    from transformers import T5Config
+
+    return T5Config(vocab_size=99, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                    feed_forward_proj=ff, relative_attention_num_buckets=8,
+                    relative_attention_max_distance=16, num_labels=3, **kw)
+
+
+def importance(seed: int, layers: int = 2) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Random head and neuron importance for a t5_config encoder."""
+    g = torch.Generator().manual_seed(seed)
+    return ([torch.rand(4, generator=g) for _ in range(layers)],
+            [torch.rand(64, generator=g) for _ in range(layers)])
+
+
+def prunable(ff: str, cls: type | None = None):
+    """A random (seed 0) t5_config model with SPARSITY_MAP, in eval mode; `cls` defaults to
+    SparseEncT5ForSequenceClassification."""
+    if cls is None:
+        from minidisc.models.sparse_t5 import SparseEncT5ForSequenceClassification as cls
+    torch.manual_seed(0)
+    cfg = t5_config(ff)
+    cfg.sparsity_map = SPARSITY_MAP
+    return cls(cfg).eval()

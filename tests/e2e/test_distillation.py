@@ -6,14 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import FAST_FLAGS, tiny_config, write_conll_task, write_sst2_task
+from conftest import FAST_FLAGS, make_distiller, prunable_pair, write_conll_task, write_sst2_task
 
 from minidisc.compression.losses import align_layers, distill_loss
 from minidisc.compression.schedule import candidates, choose_sparsity, sample_sandwich, tradeoff
-from minidisc.compression.sparsity_map import (
-    make_prunable,
-    random_importance,
-)
 from minidisc.main import execute, main
 from minidisc.models.sparse_bert import SparseBertForSequenceClassification
 from minidisc.modes.minidisc import sandwich_step
@@ -68,37 +64,16 @@ def test_layer_alignment_for_any_depths():
         assert pairs[0] == (0, 0) and pairs[-1] == (s, t)
 
 
-def _prunable_pair():
-    torch.manual_seed(0)
-    teacher = SparseBertForSequenceClassification(tiny_config(num_labels=2)).eval()
-    make_prunable(teacher, *random_importance(teacher, 1))
-    student = SparseBertForSequenceClassification(teacher.config).eval()
-    student.load_state_dict(teacher.state_dict())
-    with torch.no_grad():
-        for p in student.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    return teacher, student
-
-
-def _distiller(task, teacher, model_type="sparsebert_cls", teacher_dtype="fp32"):
-    """A Distiller on the CPU with the default temperature, as a run of `model_type` has."""
-    from minidisc.compression.losses import objective_for
-    from minidisc.modes.distill import Distiller
-
-    return Distiller(teacher, objective_for(model_type), task, torch.device("cpu"),
-                     teacher_dtype=teacher_dtype)
-
-
 def test_sandwich_step_backpropagates_the_mean_of_per_sparsity_losses():
     from minidisc.data.tasks import TASKS
 
-    teacher, student = _prunable_pair()
+    teacher, student = prunable_pair()
     ids = torch.randint(5, 60, (4, 7))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
              "token_type_ids": torch.zeros_like(ids), "labels": torch.tensor([0, 1, 1, 0])}
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     cands = [50.0, 70.0, 90.0]
-    step = sandwich_step(student, _distiller(TASKS["sst2"], teacher), cands)
+    step = sandwich_step(student, make_distiller(TASKS["sst2"], teacher), cands)
     total = step(batch, Backward.plain(student))
     grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
     student.zero_grad(set_to_none=True)
@@ -151,7 +126,7 @@ def test_candidates_above_target_follow_the_reference():
 
 
 def test_distill_loss_zero_for_identical_models():
-    teacher, _ = _prunable_pair()
+    teacher, _ = prunable_pair()
     ids = torch.randint(5, 60, (2, 5))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
              "token_type_ids": torch.zeros_like(ids), "labels": torch.tensor([0, 1])}
@@ -362,8 +337,8 @@ def test_ftbert_never_runs_the_teacher():
         def forward(self, **_):
             raise AssertionError("the teacher ran")
 
-    _, student = _prunable_pair()
-    distiller = _distiller(TASKS["sst2"], Refuses(), model_type="ftbert_cls")
+    _, student = prunable_pair()
+    distiller = make_distiller(TASKS["sst2"], Refuses(), model_type="ftbert_cls")
     ids = torch.randint(5, 60, (2, 5))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
              "token_type_ids": torch.zeros_like(ids), "labels": torch.tensor([0, 1])}

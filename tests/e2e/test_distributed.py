@@ -4,27 +4,13 @@ learns what one process learns from the same global batch (DDP and FSDP)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, save_head_teacher, write_sst2_task
-from safetensors.torch import load_file
+from conftest import final_weights, torchrun, write_sst2_task
 
 from minidisc.main import execute
-
-ENV = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-
-
-def torchrun(port: int, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(port), str(ROOT / "run.py"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def test_torchrun_two_processes(tiny_bert, tmp_path):
@@ -41,19 +27,6 @@ def test_torchrun_two_processes(tiny_bert, tmp_path):
     assert res["train"]["steps"] == 12
     assert (runs[0] / "model" / "config.json").is_file()
     assert proc.stderr.count("step 6/12: dev acc") == 1  # only rank 0 logs
-
-
-@pytest.fixture(scope="module")
-def prunable_teacher(tiny_bert, tmp_path_factory) -> Path:
-    """A tiny teacher with a head and a sparsity map, built directly (no finetune/sparsify
-    runs: the comparison needs any fixed teacher, not a good one)."""
-    return save_head_teacher(tiny_bert, tmp_path_factory.mktemp("ddp") / "teacher",
-                             prunable=True)
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    final = json.loads((run / "results.json").read_text())["final"]["path"]
-    return load_file(run / final / "model.safetensors")
 
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -90,7 +63,7 @@ def _same_minidisc(one: Path, two: Path) -> None:
     for x, y in zip(a["iterations"], b["iterations"]):
         assert x["best_metric"] == pytest.approx(y["best_metric"], abs=1e-6)
     assert a["final"]["dev"] == pytest.approx(b["final"]["dev"], abs=1e-6)
-    _same_weights(_weights(one), _weights(two))
+    _same_weights(final_weights(one), final_weights(two))
     # rank 0 wrote the one run folder: no stray staging or lock files
     assert sorted(p.name for p in two.parent.iterdir()) == [two.name]
 
@@ -121,7 +94,7 @@ def test_fsdp_distill_and_maxidisc_match_one_process(prunable_teacher, tmp_path,
     one, two = _one_vs_two(tmp_path, port, [
         *argv, "--teacher_model_path", str(prunable_teacher), "--num_train_epochs", "4",
         "--log_interval", "2", "--distributed_strategy", "fsdp"], batch=16)
-    _same_weights(_weights(one), _weights(two))
+    _same_weights(final_weights(one), final_weights(two))
     a, b = (json.loads((r / "results.json").read_text()) for r in (one, two))
     assert a["final"]["dev"] == pytest.approx(b["final"]["dev"], abs=1e-6)
     assert b["final"]["params"] == a["final"]["params"]

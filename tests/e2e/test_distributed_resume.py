@@ -13,8 +13,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, write_sst2_task
-from test_distributed import ENV, _weights, prunable_teacher, torchrun  # noqa: F401
+from conftest import ENV, ROOT, final_weights, torchrun, write_sst2_task
 
 
 def _killed_after_a_state(port: int, *args: str) -> None:
@@ -37,7 +36,7 @@ def _killed_after_a_state(port: int, *args: str) -> None:
 
 @pytest.mark.parametrize("strategy, ports", [("ddp", (29577, 29587, 29597)),
                                              ("fsdp", (29607, 29617, 29627))])
-def test_minidisc_killed_and_resumed_equals_uninterrupted(prunable_teacher, tmp_path,  # noqa: F811
+def test_minidisc_killed_and_resumed_equals_uninterrupted(prunable_teacher, tmp_path,
                                                           strategy, ports):
     """FSDP: the sharded model and AdamW state go through torch.distributed.checkpoint."""
     data = write_sst2_task(tmp_path / "data", n_train=64, n_dev=16)
@@ -59,7 +58,7 @@ def test_minidisc_killed_and_resumed_equals_uninterrupted(prunable_teacher, tmp_
     for x, y in zip(a["iterations"], b["iterations"], strict=True):
         assert x["best_metric"] == pytest.approx(y["best_metric"], abs=1e-6)
     assert a["final"]["dev"] == pytest.approx(b["final"]["dev"], abs=1e-6)
-    wa, wb = _weights(one), _weights(two)
+    wa, wb = final_weights(one), final_weights(two)
     assert wa.keys() == wb.keys()
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], rtol=0, atol=1e-6, msg=name)

@@ -6,14 +6,13 @@ the student's predict and ONNX export."""
 from __future__ import annotations
 
 import json
-import string
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import FILLER, NEGATIVE, NER_WORDS, POSITIVE, run_mode, write_conll_task
-from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration, T5Tokenizer
+from conftest import importance, make_tiny_t5, prunable, run_mode, write_conll_task
+from transformers import AutoTokenizer
 
 from minidisc import cli, registry
 from minidisc.data import pipeline
@@ -24,29 +23,6 @@ from minidisc.models import load_model, max_positions, resolve_max_length
 from minidisc.models.families import ENCT5
 from minidisc.models.sparse_t5 import MiniDiscT5Config, SparseEncT5ForSequenceClassification
 from minidisc.predict import predict
-
-
-def t5_tokenizer() -> T5Tokenizer:
-    """A Unigram T5 tokenizer over the fixture words (pieces for anything else): `<pad>` 0,
-    `</s>` 1, `<unk>` 2, as T5's."""
-    words = sorted(set(POSITIVE + NEGATIVE + FILLER + NER_WORDS))
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
-    vocab += [(f"\u2581{w}", -1.0) for w in words]
-    vocab += [(c, -5.0) for c in string.ascii_lowercase + string.digits + ".,!?'\"-"]
-    return T5Tokenizer(vocab=vocab, extra_ids=0)
-
-
-def make_tiny_t5(folder: Path) -> Path:
-    """A random tiny (gated, flan-t5 like) T5ForConditionalGeneration with its tokenizer."""
-    tok = t5_tokenizer()
-    tok.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2,
-                      num_decoder_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
-                      relative_attention_num_buckets=8, relative_attention_max_distance=16,
-                      dropout_rate=0.0, decoder_start_token_id=0)
-    T5ForConditionalGeneration(config).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +118,6 @@ def test_onnx_export_declares_no_token_types(kind, tmp_path):
     """A reordered, ragged 90% EncT5 (a layer without heads, one without neurons) exports with
     input_ids and attention_mask only and matches PyTorch in onnxruntime."""
     pytest.importorskip("onnxruntime")
-    from test_sparse_t5 import importance, prunable
-
     from minidisc.export import export, ort_session
 
     model = prunable("gated-gelu", ENCT5.task_classes[kind])

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_mode, tiny_config, write_sst2_task
+from conftest import make_tiny_t5, run_mode, tiny_config, write_sst2_task
 from safetensors.torch import load_file, save_file
-from test_enct5_modes import make_tiny_t5
 from transformers import BertForSequenceClassification, BertModel, T5EncoderModel
 
 from minidisc.data.tasks import TASKS

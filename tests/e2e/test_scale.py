@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import FAST_FLAGS, tiny_config, write_sst2_task
+from conftest import FAST_FLAGS, make_distiller, prunable_pair, tiny_config, write_sst2_task
 from transformers import BertForSequenceClassification
 
 from minidisc.main import execute, main
@@ -50,14 +50,12 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
 
 
 def test_bf16_teacher_loss_close_to_fp32():
-    from test_distillation import _distiller, _prunable_pair
-
     from minidisc.data.tasks import TASKS
 
-    teacher, student = _prunable_pair()
+    teacher, student = prunable_pair()
     losses = {}
     for dtype in ("fp32", "bf16"):
-        distiller = _distiller(TASKS["sst2"], copy.deepcopy(teacher), teacher_dtype=dtype)
+        distiller = make_distiller(TASKS["sst2"], copy.deepcopy(teacher), teacher_dtype=dtype)
         assert next(distiller.teacher.parameters()).dtype == (
             torch.bfloat16 if dtype == "bf16" else torch.float32)
         b, inputs, t_out = distiller.split(_batch())

@@ -12,8 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, write_sst2_task
-from test_housekeeping import _sparsify
+from conftest import ROOT, sparsify_argv, write_sst2_task
 
 from minidisc.main import execute
 from minidisc.training.state import Interrupted, signals_deferred, stop_on_signals
@@ -25,9 +24,9 @@ RUN = "sparsebert_cls_sparsify_sst2"
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_sparsify_and_leaves_the_earlier_run(head_teacher, tmp_path, sig):
     out = tmp_path / "out"
-    execute(_sparsify(write_sst2_task(tmp_path / "small", n_dev=16), out, head_teacher))
+    execute(sparsify_argv(write_sst2_task(tmp_path / "small", n_dev=16), out, head_teacher))
     # a dev set large enough that the importance pass and its evaluations take a while
-    argv = _sparsify(write_sst2_task(tmp_path / "data", n_dev=800), out, head_teacher)
+    argv = sparsify_argv(write_sst2_task(tmp_path / "data", n_dev=800), out, head_teacher)
     earlier = (out / RUN / "results.json").read_text()
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *argv], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

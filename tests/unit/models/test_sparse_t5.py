@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import torch
+from conftest import SPARSITY_MAP, importance, prunable, t5_config
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
-    T5Config,
     T5EncoderModel,
     T5ForConditionalGeneration,
 )
@@ -31,17 +31,6 @@ from minidisc.models.sparse_t5 import (
 )
 
 FFN_KINDS = ("relu", "gated-gelu")
-# Removals per layer (of 4 heads, 64 neurons): ragged, one layer left with no heads and one
-# with no neurons at 90.
-SPARSITY_MAP = {"0": {"heads": [0, 0], "neurons": [0, 0]},
-                "50": {"heads": [1, 2], "neurons": [20, 10]},
-                "90": {"heads": [4, 3], "neurons": [30, 64]}}
-
-
-def t5_config(ff: str = "relu", **kw) -> T5Config:
-    return T5Config(vocab_size=99, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                    feed_forward_proj=ff, relative_attention_num_buckets=8,
-                    relative_attention_max_distance=16, num_labels=3, **kw)
 
 
 def batch(seed: int = 0, length: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,19 +40,6 @@ def batch(seed: int = 0, length: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
     mask[1, length - 9:] = 0
     mask[2, length - 3:] = 0
     return ids, mask
-
-
-def importance(seed: int, layers: int = 2) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    g = torch.Generator().manual_seed(seed)
-    return ([torch.rand(4, generator=g) for _ in range(layers)],
-            [torch.rand(64, generator=g) for _ in range(layers)])
-
-
-def prunable(ff: str, cls: type = SparseEncT5ForSequenceClassification):
-    torch.manual_seed(0)
-    cfg = t5_config(ff)
-    cfg.sparsity_map = SPARSITY_MAP
-    return cls(cfg).eval()
 
 
 def logits(model, seed: int = 0) -> torch.Tensor:
