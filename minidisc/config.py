@@ -27,6 +27,7 @@ from minidisc import registry
 from minidisc.compression.specs import parse_path, parse_spec
 from minidisc.data.tasks import TASK_TYPES, TASKS
 from minidisc.errors import MiniDiscError
+from minidisc.files import read_mapping
 from minidisc.registry import DEFAULT_DATA_DIR, DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH
 
 # What a flag does to a run: "compute" flags change what is computed (a --resume must keep
@@ -641,22 +642,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """The flag values a config file holds: YAML or JSON (.json), flat `flag: value`; a
     run's results.json gives the configuration it ran with, less its control flags (a replay
     is a fresh run)."""
-    import yaml
-
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise MiniDiscError(f"--config {path}: cannot read it ({e.strerror or e})") from None
-    try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as e:
-        raise MiniDiscError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise MiniDiscError(f"{path}{line}: not valid YAML "
-                            f"({getattr(e, 'problem', None) or e})") from None
+    data = read_mapping(p, "--config")
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from minidisc.errors import MiniDiscError
+
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -108,3 +110,27 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write `data` as indented JSON to `path` atomically (values JSON lacks as their str)."""
     write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_mapping(path: Path, flag: str | None = None) -> Any:
+    """The value a YAML file holds (JSON for a `.json` file; YAML reads JSON too), with one
+    error line naming the file and the line of a syntax error, or the flag that named an
+    unreadable file (`flag`). A config file and a sweep's SPEC are read through here; each
+    caller checks the shape it needs."""
+    import yaml  # only the commands that read such files need it
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        where = f"{flag} {path}" if flag else str(path)
+        raise MiniDiscError(f"{where}: cannot read it ({getattr(e, 'strerror', None) or e})"
+                            ) from None
+    try:
+        return json.loads(text) if Path(path).suffix.lower() == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise MiniDiscError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise MiniDiscError(f"{path}{line}: not valid YAML "
+                            f"({getattr(e, 'problem', None) or e})") from None

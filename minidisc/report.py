@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from minidisc.config import CONTROL_FLAGS, FLAGS, OUTPUT_FLAGS
 from minidisc.errors import MiniDiscError
 from minidisc.registry import MODES, RESULTS
 
@@ -93,13 +94,22 @@ def _name(run: dict) -> str:
     return re.sub(r"[^\w.-]+", "_", f.parent.name if f.name == RESULTS else f.stem)
 
 
-IGNORED_ARGS = ("seed", "model_suffix", "output_dir", "resume", "local_rank")  # not the method
+# not the method: the seed, and the flags that change only where and what is written or how
+# the process runs (output and control flags: folders, suffix, --resume, --report_to, ...)
+IGNORED_ARGS = frozenset({"seed", *OUTPUT_FLAGS, *CONTROL_FLAGS})
+
+
+def run_args(run: dict) -> dict[str, Any]:
+    """A run's flags (results.json "args"), those a later version added filled with their
+    defaults: the run had no such flag, so it ran as the default does."""
+    args = run.get("args") or {}
+    return {**{k: f.default for k, f in FLAGS.items() if k not in args}, **args}
 
 
 def setting(run: dict) -> tuple:
-    """What makes a run's method: mode, task and every flag but --seed and the bookkeeping
-    ones (suffix, folders, --resume). Runs that share it differ only in their seed."""
-    args = run.get("args") or {}
+    """What makes a run's method: mode, task and every flag that changes what is computed but
+    --seed. Runs that share it differ only in their seed."""
+    args = run_args(run)
     spec = tuple(str(run.get(k)) for k in ("student_spec", "path", "lam", "target_sparsity"))
     return (run["mode"], run["task"], spec, *sorted(
         (k, json.dumps(v, sort_keys=True, default=str)) for k, v in args.items()
@@ -156,8 +166,7 @@ def _rows(runs: list[dict]) -> dict[str, list[dict]]:
 
 def _differing(runs: list[dict]) -> list[str]:
     """The flags whose values differ among these runs (seed and bookkeeping aside)."""
-    args = [{k: v for k, v in (r.get("args") or {}).items() if k not in IGNORED_ARGS}
-            for r in runs]
+    args = [{k: v for k, v in run_args(r).items() if k not in IGNORED_ARGS} for r in runs]
     keys = sorted({k for a in args for k in a})
     return [k for k in keys if len({json.dumps(a.get(k), default=str) for a in args}) > 1]
 
@@ -172,7 +181,7 @@ def _name_settings(rows: list[dict]) -> None:
         settings = {setting(r["run"]): r["run"] for r in same}
         keys = [k for k in _differing(list(settings.values())) if k != "teacher_model_path"]
         for r in same:
-            args = r["run"].get("args") or {}
+            args = run_args(r["run"])
             r["label"] += "".join(f", {k}={args.get(k)}" for k in keys)
     seeds: dict[tuple, set] = {}
     for r in rows:
@@ -350,7 +359,7 @@ def seed_groups(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             keys = [k for k in _differing([next(iter(g["runs"].values())) for g in same])
                     if k != "teacher_model_path"]
             for g in same:
-                args = next(iter(g["runs"].values())).get("args") or {}
+                args = run_args(next(iter(g["runs"].values())))
                 g["label"] += "".join(f", {k}={args.get(k)}" for k in keys)
         gs.sort(key=lambda g: (["finetune", *GROUPS].index(g["mode"]), g["label"]))
     return dict(sorted(out.items()))

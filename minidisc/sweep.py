@@ -35,6 +35,7 @@ from typing import Any
 
 from minidisc.commands import ArgumentParser, configure_logging
 from minidisc.errors import MiniDiscError, exit_code
+from minidisc.files import read_mapping
 
 logger = logging.getLogger("minidisc.sweep")
 
@@ -64,17 +65,7 @@ def _err(spec: Path, key: str, what: str) -> MiniDiscError:
 
 def read_spec(path: Path) -> dict[str, Any]:
     """A SPEC file's mapping (YAML, of which JSON is a subset)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise MiniDiscError(f"{path}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise MiniDiscError(f"{path}{where}: not valid YAML/JSON "
-                            f"({getattr(e, 'problem', None) or e})") from None
+    data = read_mapping(path)
     if not isinstance(data, dict):
         raise MiniDiscError(f"{path}: a SPEC is a mapping of {', '.join(SPEC_KEYS)}")
     return data

@@ -62,12 +62,20 @@ def run_config(flags: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_config(saved: dict[str, Any] | None, now: dict[str, Any], where: Path) -> None:
     """A --resume must compute what the interrupted run computed: one line naming each flag
-    that differs, with the value then and now."""
+    that differs, with the value then and now. A state saved by another version may lack a
+    flag added since (the run had it at its default: now it must be too) or hold one that is
+    gone (nothing to compare it with)."""
+    from minidisc.config import FLAGS
+
     if saved is None:  # a state saved before configurations were recorded
         return
-    diff = [f"{'torchrun processes' if k == 'processes' else '--' + k} {saved.get(k)!r} then, "
-            f"{now.get(k)!r} now"
-            for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
+
+    def then(k: str) -> Any:
+        return saved[k] if k in saved else FLAGS[k].default if k in FLAGS else None
+
+    keys = sorted(now.keys() | {k for k in saved if k in FLAGS or k == "processes"})
+    diff = [f"{'torchrun processes' if k == 'processes' else '--' + k} {then(k)!r} then, "
+            f"{now.get(k)!r} now" for k in keys if then(k) != now.get(k)]
     if diff:
         raise MiniDiscError(f"--resume: the interrupted run in {where} was started with other "
                             f"flags: {'; '.join(diff)} (resume with its flags, or start anew "
