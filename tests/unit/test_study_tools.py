@@ -77,7 +77,8 @@ def study(tmp_path: Path) -> list[dict]:
                    stages=stages, final=_model(90, sel, rep))
         _write(tmp_path, f"m{seed}", seed, mode="minidisc", lam=0.2, target_sparsity=90,
                teacher_assistants=[80.0], wall_time_s=150.0,
-               iterations=[{"steps": 10}, {"steps": 20}],
+               iterations=[{"steps": 10, "candidates": ["50", "80", "90"]},
+                           {"steps": 20, "candidates": ["80", "90"]}],
                final=_model(90, 0.7, {1: 0.73, 2: 0.70}[seed]))
     return collect([tmp_path])
 
@@ -98,4 +99,7 @@ def test_endpoints_by_hand(study):
     assert cells[1] == f"-1.50 ± {(2 * 3.5 ** 2) ** 0.5:.2f} (2)"
     assert cells[2] == "[-5.00, 2.00]"
     assert cells[4] == f"-2.50 ± {(2 * 3.5 ** 2) ** 0.5:.2f} (2)"
-    assert cells[7] == "80S×2" and cells[8] == "1.50" and cells[9] == "1.50"
+    # cost: a path = 20 steps, 20 student passes; MiniDisc = 30 steps, 10*3 + 20*2 = 70 passes
+    assert cells[7] == "80S×2" and cells[8] == "3.50" and cells[9] == "1.50"
+    cost = next(x for x in md.split("## Cost")[1].splitlines() if x.startswith("| MiniDisc"))
+    assert [c.strip() for c in cost.strip("|").split("|")][1:] == ["2", "1.50", "3.50", "1.50"]
