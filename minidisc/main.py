@@ -59,15 +59,15 @@ def _run(cfg: RunConfig, stop, argv: Sequence[str] | None) -> dict:
     with RunFolder(ctx.run_dir, ctx.rt.is_main, cfg.resume, cfg.keep_previous,
                    run_config(cfg.compute_flags())) as folder, \
             reporting.open_reporter(cfg.report_to, folder, ctx.rt.is_main) as reporter:
-        ctx.folder = stop.folder = folder
+        ctx.resumable.folder = stop.folder = folder
         ctx.stop, ctx.reporter = stop, reporter
         reporter.run_config(cfg.to_flags())
         if cfg.resume:
-            ctx.restore(load_state(folder))
+            ctx.evaluator.time_s = ctx.resumable.restore(load_state(folder))
         if ctx.rt.is_main:
             ctx.explain()
         results = MODES[cfg.mode](ctx, folder)
-        wall = ctx.wall()
+        wall = ctx.resumable.wall()
         ev = ctx.evaluator
         results = {"mode": cfg.mode, "task": cfg.data.task_name,
                    "selection_metric": cfg.training.selection_metric,

@@ -175,7 +175,75 @@ class Evaluator:
 
 
 @dataclass
+class Resumable:
+    """What a run saves for --resume and takes up again: the staging folder the states go
+    to, the state a --resume continues from, the mode's own `progress` (saved with every
+    state), and the wall time spent before the resume."""
+
+    folder: Path | None = None  # the run's staging folder, once it exists
+    saved: dict[str, Any] | None = None  # the state a --resume continues from
+    progress: dict[str, Any] = field(default_factory=dict)  # the mode's own, saved with it
+    wall_before: float = 0.0  # seconds spent before a --resume
+    started: float = field(default_factory=time.perf_counter)
+
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def restore(self, saved: dict[str, Any] | None) -> float:
+        """Take up a saved state (the mode reads `progress`, `take` gives the loop's part);
+        returns the evaluation time it had spent."""
+        if saved is None:
+            raise MiniDiscError(f"--resume: {self.folder} holds no readable state")
+        self.saved, self.progress, self.wall_before = saved, saved["progress"], saved["wall_s"]
+        return saved["eval_s"]
+
+    def resumes(self, stage: str) -> bool:
+        return self.saved is not None and self.saved["stage"] == stage
+
+    def take(self, stage: str, rank: int) -> dict[str, Any] | None:
+        """The saved state of `stage` (None: it starts afresh), with this process's random
+        stream restored (dropout draws per batch) and the shards' folder made a path."""
+        saved = self.saved if self.resumes(stage) else None
+        if saved is not None:
+            set_rng_state(saved.get("rng_by_rank", [saved["rng"]])[rank])
+            if "sharded" in saved["trainer"]:
+                saved["trainer"]["sharded"] = self.folder / STATE_DIR / saved["trainer"][
+                    "sharded"]
+        return saved
+
+    def saver(self, stage: str, rt: Runtime, config: dict[str, Any],
+              eval_s: Callable[[], float]) -> Callable[[dict[str, Any]], None]:
+        """The loop's `on_state` for `stage`: every process calls it (their RNGs; under FSDP
+        their shards); rank 0 writes the rest, naming the shards' folder, which only then
+        replaces the earlier one. `config`: the flags a --resume must keep."""
+        states = self.folder / STATE_DIR
+
+        def on_state(trainer: dict[str, Any]) -> None:
+            shards = None
+            if "sharded" in trainer:
+                shards = "sharded-{}-{}".format(re.sub(r"\W+", "_", stage),
+                                                 trainer["fit"]["step"])
+                rt.save_sharded(*trainer["sharded"], states / shards)
+                trainer = {**trainer, "sharded": shards}
+            rngs = rt.gather(rng_state())
+            if rt.is_main:
+                save_state(self.folder, {"stage": stage, "trainer": trainer, "config": config,
+                                         "progress": self.progress, "rng": rngs[0],
+                                         "rng_by_rank": rngs, "wall_s": self.wall(),
+                                         "eval_s": eval_s()})
+                for old in states.glob("sharded-*"):
+                    if old.name != shards:
+                        shutil.rmtree(old, ignore_errors=True)
+
+        return on_state
+
+
+@dataclass
 class Context:
+    """What a run reads (configuration, task, data, tokenizer, device), how it evaluates
+    (`evaluator`) and what it saves for --resume (`resumable`), with the training helpers
+    every mode shares."""
+
     cfg: RunConfig
     task: Task
     rt: Runtime
@@ -186,26 +254,18 @@ class Context:
     dev: list[Split]
     test: list[Split]
     evaluator: Evaluator
-    started: float = field(default_factory=time.perf_counter)
-    folder: Path | None = None  # the run's staging folder, once it exists
-    saved: dict[str, Any] | None = None  # the state a --resume continues from
-    progress: dict[str, Any] = field(default_factory=dict)  # the mode's own, saved with it
+    resumable: Resumable = field(default_factory=Resumable)
     stop: StopFlag = field(default_factory=StopFlag)
     models: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> where it starts
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
         timespec="seconds"))
     reporter: Reporter = field(default_factory=Reporter)  # --report_to, set by main
 
-    wall_before: float = 0.0  # seconds spent before a --resume
-
     def train_config(self, epochs: float | None = None) -> TrainingConfig:
         """The loop's settings; `epochs` replaces --num_train_epochs for one training (the
         search iterations of minidisc --search_epochs)."""
         cfg = self.cfg.training
         return cfg if epochs is None else dataclasses.replace(cfg, num_train_epochs=epochs)
-
-    def wall(self) -> float:
-        return self.wall_before + time.perf_counter() - self.started
 
     def selection_record(self) -> dict[str, Any]:
         """For results.json: which split decided, and every split's size."""
@@ -217,13 +277,6 @@ class Context:
         if held_out is not None:  # runs of one pipeline must show the same carve
             out["examples_sha256"] = fingerprint(held_out.examples)
         return out
-
-    def restore(self, saved: dict[str, Any] | None) -> None:
-        """Take up a saved state: the mode reads `progress`, `run_fit` the loop's part."""
-        if saved is None:
-            raise MiniDiscError(f"--resume: {self.folder} holds no readable state")
-        self.saved, self.progress = saved, saved["progress"]
-        self.wall_before, self.evaluator.time_s = saved["wall_s"], saved["eval_s"]
 
     def train_loader(self) -> DataLoader:
         sampler = None
@@ -320,49 +373,26 @@ class Context:
                 epochs: float | None = None) -> FitResult:
         """The shared loop with this run's state file: every evaluation saves the loop's state
         with the mode's `progress`; a `--resume`d run continues `stage` where it stopped."""
-        saved = self.saved if self.saved and self.saved["stage"] == stage else None
-        states = self.folder / STATE_DIR
-        if saved is not None:  # each process's own random stream (dropout draws per batch)
-            set_rng_state(saved.get("rng_by_rank", [saved["rng"]])[self.rt.rank])
+        saved = self.resumable.take(stage, self.rt.rank)
+        if saved is not None:
             logger.info("resuming %s at step %d", desc, saved["trainer"]["fit"]["step"])
-            if "sharded" in saved["trainer"]:
-                saved["trainer"]["sharded"] = states / saved["trainer"]["sharded"]
-
-        def on_state(trainer: dict[str, Any]) -> None:
-            """Every process calls it (their RNGs; under FSDP their shards); rank 0 writes
-            the rest, naming the shards' folder, which only then replaces the earlier one."""
-            shards = None
-            if "sharded" in trainer:
-                shards = "sharded-{}-{}".format(re.sub(r"\W+", "_", stage),
-                                                 trainer["fit"]["step"])
-                self.rt.save_sharded(*trainer["sharded"], states / shards)
-                trainer = {**trainer, "sharded": shards}
-            rngs = self.rt.gather(rng_state())
-            if self.rt.is_main:
-                save_state(self.folder, {"stage": stage, "trainer": trainer,
-                                         "config": run_config(self.cfg.compute_flags()),
-                                         "progress": self.progress, "rng": rngs[0],
-                                         "rng_by_rank": rngs, "wall_s": self.wall(),
-                                         "eval_s": self.evaluator.time_s})
-                for old in states.glob("sharded-*"):
-                    if old.name != shards:
-                        shutil.rmtree(old, ignore_errors=True)
-
+        on_state = self.resumable.saver(stage, self.rt, run_config(self.cfg.compute_flags()),
+                                        lambda: self.evaluator.time_s)
         if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         result = fit(model, self.train_loader(), train_step, evaluate,
                      self.train_config(epochs), self.rt, desc,
                      resume=saved["trainer"] if saved else None, on_state=on_state,
                      stop=self.stop, reporter=self.reporter.stage(stage))
-        self.saved = None
+        self.resumable.saved = None
         return result
 
     def fit_best(self, model: nn.Module, compute_loss, path: Path, desc: str) -> dict[str, Any]:
         """Train with the shared loop, keeping and saving the best dev checkpoint, and leave
         `model` holding the best weights."""
         best: dict[str, torch.Tensor] = {}
-        resumed = self.saved is not None and self.saved["stage"] == desc
-        if resumed and (path / "config.json").is_file():  # the best saved before the kill
+        # the best checkpoint saved before the kill
+        if self.resumable.resumes(desc) and (path / "config.json").is_file():
             best.update(type(model).from_pretrained(path).state_dict())
 
         def evaluate(step: int) -> Evaluation:

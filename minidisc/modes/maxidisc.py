@@ -21,7 +21,7 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
     if ctx.rt.is_main:
         logger.info("maxidisc: %d stages, teacher -> %s (each trained model teaches the next)",
                     len(path), " -> ".join(names))
-    stages = ctx.progress.setdefault("stages", [])  # finished stages survive a --resume
+    stages = ctx.resumable.progress.setdefault("stages", [])  # finished stages survive a --resume
     if stages:
         teacher = ctx.load(folder / stages[-1]["path"], "--resume").eval().requires_grad_(False)
     for i, (spec, name) in enumerate(zip(path, names), start=1):

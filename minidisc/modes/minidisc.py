@@ -91,7 +91,7 @@ class BestTarget:
 
     def __init__(self, ctx: Context, folder: Path):
         self.ctx, self.path = ctx, folder / self.DIR
-        self.info = ctx.progress.setdefault("best_target", {"score": -math.inf})
+        self.info = ctx.resumable.progress.setdefault("best_target", {"score": -math.inf})
         self.model: nn.Module | None = None
         if "iteration" in self.info and (self.path / "config.json").is_file():
             self.model = ctx.load(self.path, "--resume").eval().requires_grad_(False)
@@ -220,7 +220,7 @@ class Iteration:
         self.distiller = distiller_for(ctx, teacher)
         self.ckpt = f"ckpt_iter_{it}"
         self.rng = random.Random(ctx.cfg.seed + it)
-        saved = ctx.progress.get("iteration")
+        saved = ctx.resumable.progress.get("iteration")
         if saved and saved["it"] == it:
             self.state = IterationState.from_dict(saved)
         else:
@@ -237,7 +237,7 @@ class Iteration:
 
     def _save(self) -> None:
         """Put the state where the run's state file takes it from (every evaluation)."""
-        self.ctx.progress["iteration"] = self.state.to_dict()
+        self.ctx.resumable.progress["iteration"] = self.state.to_dict()
 
     def train_step(self, batch: dict, backward: Backward) -> float:
         k = self.m.sandwich_size
@@ -392,7 +392,8 @@ def run(ctx: Context, folder: Path) -> dict[str, Any]:
                     "" if m.choice_confidence is None else
                     f" if it beats the target's with P >= {m.choice_confidence:g}",
                     " ".join(f"{s:g}S" for s in first))
-    iterations = ctx.progress.setdefault("iterations", [])  # finished ones survive --resume
+    # finished iterations survive a --resume
+    iterations = ctx.resumable.progress.setdefault("iterations", [])
     tas = [r for r in iterations if r["chosen"] != target]
     if tas:  # the last TA kept teaches the next iteration
         teacher = ctx.load(folder / tas[-1]["path"], "--resume").eval()
