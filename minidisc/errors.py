@@ -11,6 +11,18 @@ class MiniDiscError(Exception):
     code = 2
 
 
+def reraise_inner(e: BaseException) -> None:
+    """Re-raise the MiniDiscError behind a library's exception, if any: a signal's
+    `Interrupted` raised inside a library call (loading a checkpoint, a tokenizer) surfaces
+    as whatever the library raises while it unwinds (e.g. torch's "pop from empty mode
+    stack"), and must still stop the run as the signal, not read as bad input."""
+    seen = e
+    while seen is not None:
+        if isinstance(seen, MiniDiscError):
+            raise seen
+        seen = seen.__cause__ or seen.__context__
+
+
 def exit_code(action: Callable[[], object]) -> int:
     """Run a command-line action: 0 on success, 2 with one `error: ...` line on user error."""
     try:

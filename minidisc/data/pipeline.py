@@ -21,7 +21,7 @@ from transformers import (
 
 from minidisc.data.examples import PairExample, TagExample
 from minidisc.data.tasks import Task
-from minidisc.errors import MiniDiscError
+from minidisc.errors import MiniDiscError, reraise_inner
 
 
 def load_tokenizer(path: str | Path, use_slow: bool = False,
@@ -35,6 +35,7 @@ def load_tokenizer(path: str | Path, use_slow: bool = False,
             tok = AutoTokenizer.from_pretrained(str(path), use_fast=not use_slow,
                                                 add_prefix_space=True)
     except Exception as e:  # transformers and tokenizers raise many kinds
+        reraise_inner(e)
         raise MiniDiscError(f"{path}: cannot load a tokenizer ({type(e).__name__})") from None
     return tok
 

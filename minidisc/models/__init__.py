@@ -24,7 +24,7 @@ from transformers import (
 )
 
 from minidisc.data.tasks import Task
-from minidisc.errors import MiniDiscError
+from minidisc.errors import MiniDiscError, reraise_inner
 from minidisc.models.families import (
     FAMILIES,
     Family,
@@ -271,6 +271,7 @@ def load_model(model_type: str, path: str | Path, task: Task, flag: str,
     except MiniDiscError:
         raise
     except Exception as e:  # torch, safetensors and transformers raise many kinds
+        reraise_inner(e)
         raise MiniDiscError(f"{flag} {p}: cannot load weights: {_first_line(e)}") from None
     check_loaded(model, info, f"{flag} {p}", new_head)
     return model
