@@ -477,6 +477,10 @@ class RunConfig:
             flags += ["--data_dir", d.data_dir]
         return shlex.join(flags)
 
+    def run_folder(self) -> Path:
+        """Where the run writes: --output_dir / `run_name()`."""
+        return Path(self.output_dir) / self.run_name()
+
     def run_name(self) -> str:
         """The run folder's name: model type, mode, suffix, student spec, --selection_split
         (when given) and task."""

@@ -98,7 +98,7 @@ def _parser() -> ArgumentParser:
 def _step(argv: list[str]) -> tuple[dict, Path]:
     """One run.py run: its results and its run folder (named by run.py's own RunConfig)."""
     cfg = parse_args(argv)
-    return run(cfg, argv), Path(cfg.output_dir) / cfg.run_name()
+    return run(cfg, argv), cfg.run_folder()
 
 
 def run_demo(argv: Sequence[str] | None = None) -> dict:

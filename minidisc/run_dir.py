@@ -16,8 +16,7 @@ def run_dir(argv: Sequence[str]) -> Path:
     """The folder run.py would write for these flags: --output_dir / the run's name."""
     from minidisc.cli import parse_args
 
-    cfg = parse_args(argv)
-    return Path(cfg.output_dir) / cfg.run_name()
+    return parse_args(argv).run_folder()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -148,7 +148,7 @@ def expand(spec: Path, data: dict[str, Any]) -> list[Run]:
             raise _err(spec, key, str(e)) from None
         except SystemExit:  # argparse's own message went to stderr already
             raise _err(spec, key, "run.py refused these flags (see above)") from None
-        runs.append(Run(key, argv, out / cfg.run_name(), [r.key for r in needs]))
+        runs.append(Run(key, argv, cfg.run_folder(), [r.key for r in needs]))
         return runs[-1]
 
     teacher = data.get("teacher")

@@ -463,7 +463,7 @@ def prepare(cfg: RunConfig) -> Context:
                           cfg.training.per_device_eval_batch_size, cfg.do_test, cfg.do_infer,
                           held_out)
     return Context(cfg=cfg, task=task, rt=rt, tokenizer=tok, teacher_path=teacher,
-                   run_dir=Path(cfg.output_dir) / cfg.run_name(), train=train, dev=dev,
+                   run_dir=cfg.run_folder(), train=train, dev=dev,
                    test=test, evaluator=evaluator, models=models)
 
 

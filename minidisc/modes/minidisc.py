@@ -129,7 +129,10 @@ class IterationState:
     rng: list[int] | None = None  # random.Random's internal state (--sandwich_k K)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """The fields set so far, sharing their dicts with the state (no copy: this runs at
+        every sandwich step; the state file serializes it when it is written)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> IterationState:
